@@ -1,0 +1,111 @@
+"""Shared test fixtures: the internet is blocked, sandboxes in-process or on loopback, SDK validation."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from sandbox.app import Sandbox
+from sandbox.config import SandboxConfig
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# ---------------------------------------------------------------- no internet, ever
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_local(address: Any) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX path
+        return True
+    host = address[0]
+    if host in ("localhost",) or str(host).endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    if not _is_local(address):
+        raise RuntimeError(f"test tried to reach the network: {address!r}")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
+    if not _is_local(address):
+        raise RuntimeError(f"test tried to reach the network: {address!r}")
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _block_internet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any test that would open a connection beyond loopback."""
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+# ---------------------------------------------------------------- missing tools: skip, or fail in CI
+def require_tool(name: str, reason: str) -> str:
+    """Path of an executable; skip the test when absent, except under CI=true where it fails."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} not found: {reason}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: .ci/run must install it)")
+    pytest.skip(message)
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------- sandboxes
+SMALL = {"calls": 400, "seed": 7}
+
+
+@pytest.fixture
+def make_sandbox() -> Callable[..., Sandbox]:
+    """Factory for an in-process sandbox; keyword arguments override ``SandboxConfig`` fields."""
+
+    def factory(**overrides: Any) -> Sandbox:
+        fields = {**SMALL, **overrides}
+        return Sandbox(SandboxConfig(**fields))
+
+    return factory
+
+
+@pytest.fixture
+def serve_sandbox() -> Iterator[Callable[..., Sandbox]]:
+    """Factory for a sandbox served by uvicorn on 127.0.0.1 (a real socket) in a background thread."""
+    from sandbox.serve import ServerThread
+
+    started: list[ServerThread] = []
+
+    def factory(**overrides: Any) -> Sandbox:
+        sandbox = Sandbox(SandboxConfig(**{**SMALL, **overrides}))
+        thread = ServerThread(sandbox, host="127.0.0.1", port=0)
+        thread.start()
+        started.append(thread)
+        return sandbox
+
+    yield factory
+    for thread in started:
+        thread.stop()
+
+
+# ---------------------------------------------------------------- SDK validation of everything served
+@pytest.fixture(autouse=True)
+def _validate_served_objects() -> Iterator[None]:
+    """Every JSON object the sandbox serves during a test is validated against vapi-server-sdk models."""
+    from tests.sdk_validation import install, take_failures
+
+    install()
+    yield
+    failures = take_failures()
+    assert not failures, "sandbox served objects the Vapi SDK rejects:\n" + "\n".join(failures[:10])

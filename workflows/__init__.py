@@ -1,0 +1,1 @@
+"""Scripted workflows (qa-grade, campaign, squad, report) as plain async pipelines."""
