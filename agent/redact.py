@@ -1,0 +1,94 @@
+"""Secret redaction for everything that leaves the process: logs, errors, stores, reports, model input.
+
+Two mechanisms work together:
+- a registry of *known* secret values (API keys, the MCP URL path token, bearer tokens) that are
+  replaced wherever they appear, and
+- patterns for secrets we cannot know in advance: presigned-URL signatures and credentials
+  (``X-Amz-Signature=...``, ``X-Amz-Credential=...``, ``Signature=...``, ``sig=...``), bearer tokens in
+  header dumps, and the path token of ``/mcp/<token>`` URLs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Any
+
+MASK = "***"
+
+# Query parameters that carry a signature or a credential in presigned URLs (S3, GCS, Azure, ours).
+_SIGNED_PARAMS = (
+    "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "X-Goog-Signature", "X-Goog-Credential",
+    "Signature", "sig", "signature", "token", "access_token", "api_key", "apikey", "key",
+)
+_SIGNED_QUERY = re.compile(r"(?i)([?&](?:" + "|".join(map(re.escape, _SIGNED_PARAMS)) + r")=)[^&#\s\"'<>]+")
+_MCP_PATH_TOKEN = re.compile(r"(/mcp/)(?!\*\*\*)[A-Za-z0-9_\-.~%]{6,}")
+_BEARER = re.compile(r"(?i)(\bbearer\s+)(?!\*\*\*)[A-Za-z0-9_\-.~+/=]{6,}")
+
+_known: set[str] = set()
+_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so that ``redact`` masks it wherever it appears (values < 6 chars are ignored)."""
+    if value and len(value) >= 6:
+        with _lock:
+            _known.add(value)
+
+
+def known_secrets() -> frozenset[str]:
+    """The registered secret values (for tests and for cassette scrubbing)."""
+    with _lock:
+        return frozenset(_known)
+
+
+def redact(text: str) -> str:
+    """Mask known secrets, presigned signatures, bearer tokens and MCP path tokens in ``text``."""
+    if not text:
+        return text
+    with _lock:
+        secrets = sorted(_known, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    text = _SIGNED_QUERY.sub(lambda m: m.group(1) + MASK, text)
+    text = _MCP_PATH_TOKEN.sub(lambda m: m.group(1) + MASK, text)
+    return _BEARER.sub(lambda m: m.group(1) + MASK, text)
+
+
+def redact_data(value: Any) -> Any:
+    """Redact every string inside a JSON-like structure (dicts, lists, tuples); returns a copy."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_data(v) for v in value]
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts the message and its arguments (httpx2 and mcp log full URLs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite ``record`` in place with secrets masked; never drops a record."""
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not break logging
+            message = str(record.msg)
+        record.msg = redact(message)
+        record.args = None
+        return True
+
+
+def install_logging_redaction(*logger_names: str) -> None:
+    """Attach ``RedactingFilter`` to the root handlers and to the named loggers (idempotent)."""
+    names = logger_names or ("", "httpx2", "httpcore", "mcp", "openai", "uvicorn", "uvicorn.access")
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())

@@ -1,0 +1,120 @@
+"""The command runner: one place that turns a library call into output, an envelope and an exit code.
+
+Every CLI command goes through ``run_command``: logging on stderr with secrets redacted, the
+``--json`` envelope (exactly one object on stdout, also on failure), the error tree mapped to exit
+codes with one line per error, Ctrl-C as 130, and a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from agent.config import Settings
+from agent.envelope import Envelope
+from agent.errors import EXIT_INTERRUPTED, AgentError
+from agent.redact import install_logging_redaction, redact
+from agent.usage import Usage
+
+
+@dataclass
+class Outcome:
+    """What a command body returns: its result, ``partial`` status and non-fatal errors."""
+
+    result: Any = None
+    status: str = "ok"
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    exit_code: int = 0
+
+
+@dataclass
+class CommandContext:
+    """Handed to a command body: settings, usage counters, and the stderr stream for notices."""
+
+    workflow: str
+    settings: Settings
+    usage: Usage = field(default_factory=Usage)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+
+    def notice(self, message: str) -> None:
+        """One line on stderr (never stdout: stdout belongs to the result or the envelope)."""
+        print(redact(message), file=self.stderr, flush=True)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Log to stderr at a level from -v/--debug/VAPI_AGENT_LOG_LEVEL, with redaction filters."""
+    if settings.debug:
+        level = logging.DEBUG
+    elif settings.log_level:
+        level = getattr(logging, settings.log_level.upper(), logging.WARNING)
+    else:
+        level = {0: logging.WARNING, 1: logging.INFO}.get(settings.verbose, logging.DEBUG)
+    root = logging.getLogger()
+    if not any(getattr(h, "_vapi_agent", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._vapi_agent = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)
+    install_logging_redaction()
+
+
+def run_command(
+    workflow: str,
+    settings: Settings,
+    body: Callable[[CommandContext], Awaitable[Outcome]],
+    render: Callable[[Outcome, CommandContext], None] | None = None,
+    *,
+    stdout: TextIO | None = None,
+) -> int:
+    """Run ``body`` and report it; returns the process exit code."""
+    out = stdout or sys.stdout
+    configure_logging(settings)
+    ctx = CommandContext(workflow=workflow, settings=settings)
+    envelope = Envelope(workflow=workflow, usage=ctx.usage)
+    exit_code = 0
+    try:
+        outcome = asyncio.run(body(ctx))
+        envelope.result, envelope.status, envelope.errors = outcome.result, outcome.status, outcome.errors
+        exit_code = outcome.exit_code
+        if not settings.json and render is not None:
+            render(outcome, ctx)
+    except KeyboardInterrupt:
+        envelope.status = "error"
+        envelope.errors.append({"code": "interrupted", "message": "interrupted by Ctrl-C"})
+        ctx.notice("interrupted")
+        exit_code = EXIT_INTERRUPTED
+    except BaseException as exc:
+        error = _as_agent_error(exc)
+        if error is None:
+            raise
+        envelope.status = "error"
+        envelope.errors.append(error.to_dict())
+        exit_code = error.exit_code
+        ctx.notice(f"error: {error.line()}")
+        if settings.debug:
+            traceback.print_exception(exc, file=ctx.stderr)
+    if settings.json:
+        print(envelope.dumps(), file=out, flush=True)
+    return exit_code
+
+
+def _as_agent_error(exc: BaseException) -> AgentError | None:
+    """The AgentError inside ``exc`` (unwrapping exception groups), or a generic one for bugs."""
+    if isinstance(exc, AgentError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _as_agent_error(inner)
+            if found is not None:
+                return found
+    if isinstance(exc, (SystemExit, GeneratorExit)):
+        return None
+    if isinstance(exc, KeyboardInterrupt):
+        return None
+    return AgentError(f"internal error: {type(exc).__name__}: {exc}", hint="rerun with --debug and report it")
