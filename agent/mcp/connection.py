@@ -1,0 +1,213 @@
+"""One live MCP connection: open it over its transport, list every tool page, call tools, map errors.
+
+Transports: Streamable HTTP (``mode="legacy"``: Truto and Vapi are handshake-era servers), legacy
+HTTP+SSE, stdio, and in-process (an ``mcp`` ``Server`` object, used for the embedded sandbox).
+The HTTP client is built by the caller (``agent.runtime``) so that rate-limit capture, retries and
+the governor sit *below* the MCP session, per HTTP request (never around ``call_tool`` as a whole).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from agent.errors import AgentError, AmbiguousWrite, RateLimited, ToolError, UpstreamError
+from agent.mcp.decode import ToolOutput, decode_result, error_from_status
+from agent.mcp.servers import ServerSpec
+from agent.redact import redact
+
+log = logging.getLogger(__name__)
+
+# JSON-RPC codes (mcp_types.jsonrpc) we treat specially.
+CONNECTION_CLOSED = -32000
+REQUEST_TIMEOUT = -32001
+INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
+METHOD_NOT_FOUND = -32601
+
+HttpClientFactory = Callable[[ServerSpec], Any]  # returns an httpx2.AsyncClient
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """Flatten nested exception groups (errors entering ``mcp.Client`` arrive wrapped)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def map_exception(exc: BaseException, *, spec: ServerSpec, tool: str | None, is_write: bool) -> AgentError:
+    """Turn any failure of an MCP request into the error tree (no secrets in the message)."""
+    for leaf in _leaves(exc):
+        if isinstance(leaf, AgentError):
+            return leaf
+    leaf = _leaves(exc)[0]
+    where = f"{spec.display}" + (f" tool {tool}" if tool else "")
+    code = getattr(leaf, "code", None)
+    data = getattr(leaf, "data", None)
+    message = redact(str(getattr(leaf, "message", None) or leaf) or type(leaf).__name__)
+    if isinstance(data, dict) and isinstance(data.get("status"), int):
+        status = int(data["status"])
+        if is_write and (status >= 500 or status == 408):
+            return AmbiguousWrite(f"{where}: write answered HTTP {status}; it may have been applied", status=status)
+        headers = data.get("headers") or {}
+        err = error_from_status(status, message, tool=tool)
+        if isinstance(err, RateLimited):
+            err.details["headers"] = headers
+        return err
+    if code == REQUEST_TIMEOUT:
+        if is_write:
+            return AmbiguousWrite(f"{where}: write timed out; it may have been applied")
+        return UpstreamError(f"{where}: timed out", hint="the server is slow or unreachable; try again later")
+    if code in (INVALID_PARAMS, METHOD_NOT_FOUND):
+        return ToolError(f"{where}: {message}")
+    if code == CONNECTION_CLOSED or type(leaf).__name__ in ("ConnectError", "ConnectTimeout", "ReadError"):
+        if is_write:
+            return AmbiguousWrite(f"{where}: connection dropped during a write; it may have been applied")
+        return UpstreamError(f"cannot reach {spec.display}: {message}", hint="check the URL and that the server runs")
+    return UpstreamError(f"{where}: {message}")
+
+
+class Connection:
+    """An open session to one server. Use ``async with Connection(spec, ...)``."""
+
+    def __init__(
+        self,
+        spec: ServerSpec,
+        *,
+        http_client_factory: HttpClientFactory | None = None,
+        server_object: Any = None,
+        tool_timeout: float = 120.0,
+        connect_timeout: float = 20.0,
+    ) -> None:
+        self.spec = spec
+        self._http_factory = http_client_factory
+        self._server_object = server_object
+        self.tool_timeout = tool_timeout
+        self.connect_timeout = connect_timeout
+        self._stack: AsyncExitStack | None = None
+        self._client: Any = None
+        self._tools: list[Any] | None = None
+        self.server_name: str | None = None
+        self.protocol_version: str | None = None
+
+    async def __aenter__(self) -> Connection:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _transport_target(self, stack: AsyncExitStack) -> Any:
+        from mcp import StdioServerParameters
+
+        spec = self.spec
+        if spec.transport in ("sandbox", "memory"):
+            if self._server_object is None:
+                raise UpstreamError(f"{spec.name}: no in-process server object was provided")
+            return self._server_object
+        if spec.transport == "stdio":
+            assert spec.command is not None
+            return StdioServerParameters(command=spec.command, args=spec.args, env=spec.env or None, cwd=spec.cwd)
+        assert spec.url is not None
+        if spec.transport == "sse":
+            from mcp.client.sse import sse_client
+
+            factory = self._http_factory
+            kwargs: dict[str, Any] = {"headers": spec.headers, "timeout": self.connect_timeout,
+                                      "sse_read_timeout": max(self.tool_timeout, 300.0)}
+            if factory is not None:
+                kwargs["httpx_client_factory"] = lambda headers=None, timeout=None, auth=None: factory(spec)
+            return sse_client(spec.url, **kwargs)
+        from mcp.client.streamable_http import streamable_http_client
+
+        http = self._http_factory(spec) if self._http_factory else None
+        if http is not None:
+            stack.push_async_callback(http.aclose)
+        return streamable_http_client(spec.url, http_client=http)
+
+    async def open(self) -> None:
+        """Connect and handshake; failures become one clear ``UpstreamError``."""
+        from mcp import Client
+
+        stack = AsyncExitStack()
+        try:
+            target = self._transport_target(stack)
+            mode = "auto" if self.spec.transport in ("sandbox", "memory") else "legacy"
+            client = Client(target, mode=mode, cache=None, read_timeout_seconds=self.tool_timeout)
+            self._client = await stack.enter_async_context(client)
+        except BaseException as exc:
+            await stack.aclose()
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise map_exception(exc, spec=self.spec, tool=None, is_write=False) from None
+        self._stack = stack
+        info = self._client.server_info
+        self.server_name = getattr(info, "name", None)
+        self.protocol_version = self._client.protocol_version
+        log.info("connected to %s (%s, protocol %s)", self.spec.display, self.server_name, self.protocol_version)
+
+    async def close(self) -> None:
+        """Close the session (errors while closing are logged, not raised)."""
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            try:
+                await stack.aclose()
+            except BaseException as exc:  # a failing close must not mask the outcome
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                log.debug("closing %s: %s", self.spec.display, redact(repr(exc)))
+
+    async def reconnect(self) -> None:
+        """Re-initialise an expired session or a dropped connection (the catalogue is kept)."""
+        await self.close()
+        await self.open()
+
+    async def list_tools(self, *, refresh: bool = False) -> list[Any]:
+        """Every page of ``tools/list`` (cached for the run; ``refresh`` after ``list_changed``)."""
+        if self._tools is not None and not refresh:
+            return self._tools
+        tools: list[Any] = []
+        cursor: str | None = None
+        seen: set[str] = set()
+        try:
+            while True:
+                page = await self._client.list_tools(cursor=cursor, cache_mode="refresh")
+                tools.extend(page.tools)
+                cursor = page.next_cursor
+                if cursor is None or cursor in seen:  # a server repeating a cursor would loop forever
+                    break
+                seen.add(cursor)
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise map_exception(exc, spec=self.spec, tool=None, is_write=False) from None
+        self._tools = tools
+        return tools
+
+    async def call(self, name: str, arguments: dict[str, Any] | None, *, is_write: bool = False,
+                   timeout: float | None = None) -> ToolOutput:
+        """Call one tool; returns a decoded ``ToolOutput`` (``output.error`` set for tool-level failures).
+
+        Transport failures raise: ``AmbiguousWrite`` for a write that may have happened, else an
+        ``UpstreamError``. An expired session (404) is re-initialised once and the call resent: a 404
+        means the request was not processed.
+        """
+        if self._client is None:
+            raise UpstreamError(f"{self.spec.display}: not connected")
+        for attempt in (1, 2):
+            try:
+                result = await self._client.call_tool(name, arguments or {}, read_timeout_seconds=timeout)
+                return decode_result(name, result)
+            except BaseException as exc:
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                leaf = _leaves(exc)[0]
+                expired = getattr(leaf, "code", None) == INVALID_REQUEST and "terminated" in str(leaf).lower()
+                if expired and attempt == 1:
+                    log.info("session with %s expired; re-initialising", self.spec.display)
+                    await self.reconnect()
+                    continue
+                raise map_exception(exc, spec=self.spec, tool=name, is_write=is_write) from None
+        raise UpstreamError(f"{self.spec.display}: session could not be re-established")

@@ -1,0 +1,111 @@
+"""Several MCP connections behind one catalogue, with the write gate applied at dispatch.
+
+Every tool call of the product (the chat loop, the facade, ``tools call``) goes through
+``Hub.call``, so read-only mode and approvals can never be bypassed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.errors import AgentError, ConfigError, ToolError
+from agent.mcp.catalogue import CatalogueTool, merge_catalogue
+from agent.mcp.connection import Connection
+from agent.mcp.decode import ToolOutput
+from agent.policy import Access, WriteGate
+from agent.redact import redact_data
+from agent.usage import Usage
+
+
+@dataclass
+class CallRecord:
+    """One dispatched tool call, for the run log and the ``ask`` envelope (arguments redacted)."""
+
+    name: str
+    arguments: dict[str, Any]
+    ok: bool
+    approved_by: str | None
+    access: str
+    error: str | None = None
+
+
+@dataclass
+class Hub:
+    """Open connections (config order), the merged catalogue, and the gate."""
+
+    connections: list[Connection]
+    gate: WriteGate = field(default_factory=WriteGate)
+    usage: Usage = field(default_factory=Usage)
+    preferred_server: str | None = None
+    catalogue: list[CatalogueTool] = field(default_factory=list)
+    records: list[CallRecord] = field(default_factory=list)
+    on_call: Callable[[CallRecord], None] | None = None
+
+    async def load_catalogue(self, *, refresh: bool = False) -> list[CatalogueTool]:
+        """List every page of every server once (before any fan-out: see the rate-limit notes)."""
+        per_server = []
+        for conn in self.connections:
+            tools = await conn.list_tools(refresh=refresh)
+            per_server.append((conn.spec.name, tools, conn.spec.allow, conn.spec.deny))
+        self.catalogue = merge_catalogue(per_server)
+        by_name = {t.name: t for t in self.catalogue}
+        self.gate.annotations_of = lambda name: by_name[name].annotations if name in by_name else None
+        return self.catalogue
+
+    def tool(self, name: str) -> CatalogueTool:
+        """A catalogue entry by public name; unknown names are a ConfigError with close suggestions."""
+        for tool in self.catalogue:
+            if tool.name == name:
+                return tool
+        import difflib
+
+        close = difflib.get_close_matches(name, [t.name for t in self.catalogue], n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "run `vapi-agent tools list`"
+        raise ConfigError(f"unknown tool {name!r}", hint=hint)
+
+    def find(self, candidates: Iterable[str]) -> CatalogueTool | None:
+        """The first tool whose MCP name is among ``candidates``: ``--server`` first, then config order."""
+        wanted = list(candidates)
+        ordered = sorted(self.catalogue, key=lambda t: t.server != self.preferred_server)
+        for mcp_name in wanted:
+            for tool in ordered:
+                if tool.mcp_name == mcp_name:
+                    return tool
+        return None
+
+    def access(self, name: str, arguments: dict[str, Any] | None = None) -> Access:
+        """The access class of a call (discovery calls by their inner tool)."""
+        return self.gate.access_of(name, arguments)
+
+    def _connection(self, server: str) -> Connection:
+        for conn in self.connections:
+            if conn.spec.name == server:
+                return conn
+        raise ToolError(f"no connection named {server}")
+
+    async def call(self, name: str, arguments: dict[str, Any] | None = None, *,
+                   timeout: float | None = None) -> ToolOutput:
+        """Gate, then dispatch one tool call by public name; records it and counts usage."""
+        tool = self.tool(name)
+        args = dict(arguments or {})
+        record = CallRecord(name=name, arguments=redact_data(args), ok=False, approved_by=None,
+                            access=self.access(name, args).value)
+        try:
+            approval = await self.gate.check(name, args)
+            record.approved_by = approval.approved_by
+            self.usage.tool_calls += 1
+            output = await self._connection(tool.server).call(
+                tool.mcp_name, args, is_write=approval.access is not Access.READ, timeout=timeout,
+            )
+            record.ok = output.ok
+            record.error = output.error.line() if output.error else None
+            return output
+        except Exception as exc:
+            record.error = exc.line() if isinstance(exc, AgentError) else str(exc)
+            raise
+        finally:
+            self.records.append(record)
+            if self.on_call is not None:
+                self.on_call(record)

@@ -1,0 +1,222 @@
+"""The model seam: a small ``ChatModel`` protocol, the OpenAI-compatible implementation, and prices.
+
+Any OpenAI-compatible endpoint works (``OPENAI_BASE_URL``). The SDK's own retries are off
+(``max_retries=0``): a 429 goes through our rate-limit policy, which reads ``retry-after-ms`` /
+``retry-after`` / ``x-ratelimit-reset-*`` like it reads Truto's headers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent.config import Settings
+from agent.errors import ConfigError, ModelError
+
+# USD per 1M tokens (input, output). Overridable with --price IN,OUT; unknown models have no price.
+PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "o4-mini": (1.10, 4.40),
+}
+
+
+@dataclass
+class ToolCall:
+    """One tool call requested by the model (``arguments`` is the raw JSON text)."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def parsed_arguments(self) -> dict[str, Any]:
+        """The arguments as a dict; invalid JSON raises ``ModelError`` (fed back to the model)."""
+        try:
+            value = json.loads(self.arguments or "{}")
+        except ValueError as exc:
+            raise ModelError(f"tool {self.name}: arguments are not valid JSON ({exc})") from None
+        if not isinstance(value, dict):
+            raise ModelError(f"tool {self.name}: arguments must be a JSON object")
+        return value
+
+
+@dataclass
+class ModelTurn:
+    """One assistant turn: text and/or tool calls, token usage and the finish reason."""
+
+    content: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    finish_reason: str | None = None
+
+    def as_message(self) -> dict[str, Any]:
+        """The assistant message to append to the conversation."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in self.tool_calls
+            ]
+        return message
+
+
+TokenCallback = Callable[[str], None]
+
+
+class ChatModel(Protocol):
+    """What the loop needs from a model."""
+
+    name: str
+
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        *,
+        on_token: TokenCallback | None = None,
+        response_format: dict[str, Any] | None = None,
+    ) -> ModelTurn:
+        """One chat completion (streamed when ``on_token`` is given)."""
+        ...
+
+
+def price_for(model: str, override: tuple[float, float] | None = None) -> tuple[float, float] | None:
+    """USD per 1M (input, output) tokens: the override, the table (longest prefix), or None."""
+    if override is not None:
+        return override
+    for name in sorted(PRICES, key=len, reverse=True):
+        if model == name or model.startswith(name + "-"):
+            return PRICES[name]
+    return None
+
+
+def cost_of(turn: ModelTurn, price: tuple[float, float] | None) -> float | None:
+    """The USD cost of one turn, or None when the price is unknown."""
+    if price is None:
+        return None
+    return turn.input_tokens / 1e6 * price[0] + turn.output_tokens / 1e6 * price[1]
+
+
+def require_model(settings: Settings) -> None:
+    """Exit 2 with how to configure a model when none is configured."""
+    if not settings.has_model:
+        raise ConfigError(
+            "this command needs a model and none is configured",
+            hint="set OPENAI_API_KEY (and optionally OPENAI_BASE_URL for any OpenAI-compatible endpoint)",
+        )
+
+
+Retry = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+
+class OpenAIChatModel:
+    """Chat Completions with tools and streaming, through the openai SDK (retries off; ours on)."""
+
+    def __init__(self, settings: Settings, *, retry: Retry | None = None, http_client: Any = None) -> None:
+        import openai
+
+        self.name = settings.effective_model
+        self._retry = retry
+        self._client = openai.AsyncOpenAI(
+            api_key=settings.openai_api_key or "not-needed",
+            base_url=settings.openai_base_url,
+            max_retries=0,
+            http_client=http_client,
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (an unclosed client breaks the next event loop's GC)."""
+        await self._client.close()
+
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        *,
+        on_token: TokenCallback | None = None,
+        response_format: dict[str, Any] | None = None,
+    ) -> ModelTurn:
+        """One completion; streaming when ``on_token`` is given. Errors become ``ModelError``."""
+        kwargs: dict[str, Any] = {"model": self.name, "messages": messages}
+        if tools:
+            kwargs["tools"] = tools
+            kwargs["parallel_tool_calls"] = True
+        if response_format is not None:
+            kwargs["response_format"] = response_format
+
+        async def once() -> ModelTurn:
+            if on_token is None:
+                return self._from_response(await self._client.chat.completions.create(**kwargs))
+            return await self._stream(kwargs, on_token)
+
+        try:
+            return await (self._retry(once) if self._retry else once())
+        except Exception as exc:
+            raise self._map_error(exc) from None
+
+    @staticmethod
+    def _from_response(response: Any) -> ModelTurn:
+        choice = response.choices[0]
+        message = choice.message
+        calls = [ToolCall(c.id, c.function.name, c.function.arguments or "") for c in message.tool_calls or []]
+        usage = response.usage
+        return ModelTurn(
+            content=message.content, tool_calls=calls, finish_reason=choice.finish_reason,
+            input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            output_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        )
+
+    async def _stream(self, kwargs: dict[str, Any], on_token: TokenCallback) -> ModelTurn:
+        stream = await self._client.chat.completions.create(
+            **kwargs, stream=True, stream_options={"include_usage": True}
+        )
+        text: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        turn = ModelTurn()
+        async for chunk in stream:
+            if chunk.usage is not None:
+                turn.input_tokens = chunk.usage.prompt_tokens or 0
+                turn.output_tokens = chunk.usage.completion_tokens or 0
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            delta = choice.delta
+            if delta.content:
+                text.append(delta.content)
+                on_token(delta.content)
+            # Tool-call fragments arrive keyed by index; the first carries id and name.
+            for fragment in delta.tool_calls or []:
+                slot = calls.setdefault(fragment.index, {"id": "", "name": "", "arguments": ""})
+                if fragment.id:
+                    slot["id"] = fragment.id
+                if fragment.function is not None:
+                    slot["name"] += fragment.function.name or ""
+                    slot["arguments"] += fragment.function.arguments or ""
+            if choice.finish_reason:
+                turn.finish_reason = choice.finish_reason
+        turn.content = "".join(text) or None
+        turn.tool_calls = [ToolCall(c["id"], c["name"], c["arguments"]) for _, c in sorted(calls.items())]
+        return turn
+
+    def _map_error(self, exc: Exception) -> Exception:
+        import openai
+
+        from agent.errors import AgentError
+
+        if isinstance(exc, AgentError):
+            return exc
+        if isinstance(exc, openai.AuthenticationError):
+            return ModelError("the model endpoint refused the API key (HTTP 401)", hint="check OPENAI_API_KEY",
+                              status=401)
+        if isinstance(exc, openai.APIStatusError):
+            detail = getattr(exc, "message", str(exc))
+            return ModelError(f"the model endpoint answered HTTP {exc.status_code}: {detail}", status=exc.status_code)
+        if isinstance(exc, openai.APIConnectionError):
+            return ModelError("cannot reach the model endpoint", hint="check OPENAI_BASE_URL and the network")
+        return ModelError(f"model call failed: {type(exc).__name__}: {exc}")

@@ -1,0 +1,334 @@
+"""The typed Vapi facade every workflow uses, mapped onto whatever tools the connected server offers.
+
+Each operation lists candidate tools in preference order: Truto's names (which the sandbox also
+serves), then Vapi's official MCP server names. Argument and result shapes differ per style:
+
+- ``truto``: flat arguments with Vapi's own query/body names; lists answer
+  ``{"result": [...], "next_cursor": ...}`` and are paged by passing ``next_cursor`` back unchanged.
+- ``vapi``: ``@vapi-ai/mcp-server``: ids as ``callId``/``assistantId``...; lists take no arguments and
+  return at most 10 reshaped items (no filters, no artifacts), so operations that need filters or
+  artifacts are reported as missing there.
+
+Writes (create/update) reconcile an ambiguous failure (timeout or 5xx after sending) by looking the
+object up (name, creation time, parameters) before anything could be sent again; they never resend.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.errors import AmbiguousWrite, ConfigError, MissingCapability, ToolError, UpstreamError
+from agent.mcp.catalogue import CatalogueTool
+from agent.mcp.decode import ToolOutput
+from agent.mcp.hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One way to perform an operation: a tool name and its style (``truto`` | ``vapi``)."""
+
+    tool: str
+    style: str
+
+
+def _truto(tool: str) -> Binding:
+    return Binding(tool, "truto")
+
+
+def _vapi(tool: str) -> Binding:
+    return Binding(tool, "vapi")
+
+
+# operation -> candidates, preferred first. "vapi" list bindings are marked limited (see LIMITED).
+OPERATIONS: dict[str, tuple[Binding, ...]] = {
+    "calls.list": (_truto("list_all_vapi_calls"), _vapi("list_calls")),
+    "calls.get": (_truto("get_single_vapi_call_by_id"), _vapi("get_call")),
+    "calls.create": (_truto("create_a_vapi_call"), _vapi("create_call")),
+    "assistants.list": (_truto("list_all_vapi_assistants"), _vapi("list_assistants")),
+    "assistants.get": (_truto("get_single_vapi_assistant_by_id"), _vapi("get_assistant")),
+    "phone_numbers.list": (_truto("list_all_vapi_phone_numbers"), _vapi("list_phone_numbers")),
+    "phone_numbers.get": (_truto("get_single_vapi_phone_number_by_id"), _vapi("get_phone_number")),
+    "squads.list": (_truto("list_all_vapi_squads"),),
+    "squads.get": (_truto("get_single_vapi_squad_by_id"),),
+    "squads.create": (_truto("create_a_vapi_squad"),),
+    "campaigns.list": (_truto("list_all_vapi_campaigns"),),
+    "campaigns.get": (_truto("get_single_vapi_campaign_by_id"),),
+    "campaigns.create": (_truto("create_a_vapi_campaign"),),
+    "campaigns.update": (_truto("update_a_vapi_campaign_by_id"),),
+    "analytics.query": (_truto("create_a_vapi_analytics"),),
+    "scorecards.list": (_truto("list_all_vapi_observability_scorecards"),),
+    "structured_outputs.list": (_truto("list_all_vapi_structured_outputs"),),
+    "chat.respond": (_truto("create_a_vapi_chat_response"),),
+    **{f"recordings.{kind}": (_truto(f"list_all_vapi_{kind}_recordings"),)
+       for kind in ("mono", "stereo", "customer", "assistant", "video")},
+}
+# Vapi's npm server lists only 10 items, with no filters and no artifacts.
+LIMITED = {"list_calls", "list_assistants", "list_phone_numbers"}
+_ID_ARG = {"get_call": "callId", "get_assistant": "assistantId", "get_phone_number": "phoneNumberId"}
+
+# What each workflow needs, and why (for `doctor` and for exit-3 messages).
+WORKFLOW_NEEDS: dict[str, dict[str, str]] = {
+    "qa-grade": {
+        "assistants.list": "find the assistant",
+        "calls.list": "list the assistant's calls with filters and artifacts",
+        "recordings.mono": "download recordings of failing calls",
+    },
+    "report": {"assistants.list": "name assistants", "calls.list": "list calls in a time window"},
+    "campaign": {
+        "assistants.list": "find the assistant", "phone_numbers.list": "find the phone number",
+        "campaigns.create": "create the campaign", "campaigns.list": "check for duplicates",
+    },
+    "squad": {"assistants.list": "resolve member names", "squads.create": "create the squad"},
+    "assistant-chat": {"assistants.list": "find the assistant", "chat.respond": "talk to the assistant"},
+}
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _items(data: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """Items and next cursor from any list shape: Truto envelope, Vapi page, or a bare array."""
+    if isinstance(data, list):
+        return data, None
+    if isinstance(data, dict):
+        if isinstance(data.get("result"), list):
+            return data["result"], data.get("next_cursor")
+        if isinstance(data.get("results"), list):
+            return data["results"], data.get("next_cursor")
+    raise ToolError(f"unexpected list result shape: {str(data)[:200]}")
+
+
+class VapiFacade:
+    """Typed operations over a ``Hub``. ``page_size`` is what we ask for; the server may cap it."""
+
+    def __init__(self, hub: Hub, *, page_size: int = 100, clock: Callable[[], float] = time.time) -> None:
+        self.hub = hub
+        self.page_size = page_size
+        self.clock = clock
+
+    # ------------------------------------------------------------ capabilities
+    def binding(self, operation: str) -> tuple[Binding, CatalogueTool] | None:
+        """The tool that performs ``operation`` on the connected servers, if any."""
+        for binding in OPERATIONS[operation]:
+            tool = self.hub.find([binding.tool])
+            if tool is not None:
+                return binding, tool
+        return None
+
+    def supports(self, operation: str, *, full: bool = True) -> bool:
+        """True when the operation is available (``full``: not only in Vapi's 10-item form)."""
+        found = self.binding(operation)
+        return found is not None and not (full and found[0].tool in LIMITED)
+
+    def missing_for(self, workflow: str) -> dict[str, str]:
+        """Operations a workflow needs that the server lacks, with why they are needed."""
+        missing = {}
+        for operation, why in WORKFLOW_NEEDS[workflow].items():
+            found = self.binding(operation)
+            if found is None:
+                missing[operation] = f"no tool to {why}"
+            elif found[0].tool in LIMITED:
+                missing[operation] = f"{found[0].tool} lists only 10 items with no filters and no artifacts"
+        return missing
+
+    def require_workflow(self, workflow: str) -> None:
+        """Raise ``MissingCapability`` (exit 3) naming what the server lacks for ``workflow``."""
+        missing = self.missing_for(workflow)
+        if missing:
+            detail = "; ".join(f"{op}: {why}" for op, why in missing.items())
+            raise MissingCapability(
+                f"{workflow} cannot run on this server: {detail}",
+                hint="connect a Truto Vapi MCP server (--mcp-url https://api.truto.one/mcp/<token>)",
+                missing=sorted(missing),
+            )
+
+    def _require(self, operation: str, *, full: bool = False) -> tuple[Binding, CatalogueTool]:
+        found = self.binding(operation)
+        if found is None or (full and found[0].tool in LIMITED):
+            names = ", ".join(b.tool for b in OPERATIONS[operation])
+            raise MissingCapability(f"the server has no tool for {operation} (looked for {names})")
+        return found
+
+    async def _call(self, tool: CatalogueTool, args: dict[str, Any]) -> Any:
+        output: ToolOutput = await self.hub.call(tool.name, args)
+        output.raise_for_error()
+        if output.data is None and output.text.strip():
+            raise ToolError(f"tool {tool.name} answered non-JSON text: {output.text[:200]}")
+        return output.data
+
+    # ------------------------------------------------------------ generic list / get
+    async def iter_list(self, operation: str, *, full: bool = False, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Every item of a list operation, following ``next_cursor`` whatever the server's page cap."""
+        binding, tool = self._require(operation, full=full)
+        if binding.style == "vapi":
+            for item in _items(await self._call(tool, {}))[0]:
+                yield item
+            return
+        args = {k: v for k, v in filters.items() if v is not None}
+        args.setdefault("limit", self.page_size)
+        seen: set[str] = set()
+        while True:
+            items, cursor = _items(await self._call(tool, args))
+            for item in items:
+                yield item
+            if not cursor or cursor in seen:
+                return
+            seen.add(cursor)
+            args["next_cursor"] = cursor
+
+    async def list_all(self, operation: str, *, limit: int | None = None, full: bool = False,
+                       **filters: Any) -> list[dict[str, Any]]:
+        """Collect ``iter_list`` (up to ``limit`` items)."""
+        out: list[dict[str, Any]] = []
+        async for item in self.iter_list(operation, full=full, **filters):
+            out.append(item)
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    async def get(self, operation: str, object_id: str) -> dict[str, Any]:
+        """One object by id (``calls.get``, ``assistants.get``...)."""
+        binding, tool = self._require(operation)
+        key = _ID_ARG.get(binding.tool, "id") if binding.style == "vapi" else "id"
+        data = await self._call(tool, {key: object_id})
+        if not isinstance(data, dict):
+            raise ToolError(f"{tool.name} returned {type(data).__name__}, expected an object")
+        return data
+
+    # ------------------------------------------------------------ calls
+    def iter_calls(self, *, assistant_id: str | None = None, created_at_ge: datetime | str | None = None,
+                   created_at_lt: datetime | str | None = None, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Calls newest first, with filters and artifacts (needs a full ``calls.list``)."""
+        return self.iter_list("calls.list", full=True, assistantId=assistant_id,
+                              createdAtGe=_iso(created_at_ge), createdAtLt=_iso(created_at_lt), **filters)
+
+    async def get_call(self, call_id: str) -> dict[str, Any]:
+        """One call with its artifact."""
+        return await self.get("calls.get", call_id)
+
+    # ------------------------------------------------------------ assistants
+    async def list_assistants(self) -> list[dict[str, Any]]:
+        """Every assistant (Vapi has no server-side name filter)."""
+        return await self.list_all("assistants.list")
+
+    async def resolve_assistant(self, id_or_name: str) -> dict[str, Any]:
+        """An assistant by id, else by exact whole (case-sensitive) name.
+
+        No match: ConfigError suggesting close names. Two of that exact name: ConfigError listing ids.
+        """
+        assistants = await self.list_assistants()
+        by_id = [a for a in assistants if a.get("id") == id_or_name]
+        if by_id:
+            return by_id[0]
+        exact = [a for a in assistants if a.get("name") == id_or_name]
+        if len(exact) == 1:
+            return exact[0]
+        if len(exact) > 1:
+            ids = ", ".join(str(a.get("id")) for a in exact)
+            raise ConfigError(f"{len(exact)} assistants are named {id_or_name!r}: {ids}",
+                              hint="pass the id instead of the name", candidates=[a.get("id") for a in exact])
+        import difflib
+
+        names = sorted({str(a.get("name")) for a in assistants if a.get("name")})
+        lowered = {n.lower(): n for n in names}
+        close = difflib.get_close_matches(id_or_name.lower(), list(lowered), n=3, cutoff=0.5)
+        close += [n.lower() for n in names if id_or_name.lower() in n.lower() and n.lower() not in close]
+        suggestions = [lowered[c] for c in dict.fromkeys(close)][:5]
+        hint = f"did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else (
+            f"assistants: {', '.join(names[:10]) or 'none'}")
+        raise ConfigError(f"no assistant has the id or exact name {id_or_name!r}", hint=hint, suggestions=suggestions)
+
+    # ------------------------------------------------------------ other reads
+    async def list_phone_numbers(self) -> list[dict[str, Any]]:
+        """Every phone number (provider-discriminated objects)."""
+        return await self.list_all("phone_numbers.list")
+
+    async def list_scorecards(self) -> list[dict[str, Any]]:
+        """Every observability scorecard."""
+        return await self.list_all("scorecards.list")
+
+    async def list_structured_outputs(self) -> list[dict[str, Any]]:
+        """Every structured output definition."""
+        return await self.list_all("structured_outputs.list")
+
+    async def list_campaigns(self, **filters: Any) -> list[dict[str, Any]]:
+        """Every campaign (optionally filtered, e.g. ``status``)."""
+        return await self.list_all("campaigns.list", **filters)
+
+    async def list_squads(self) -> list[dict[str, Any]]:
+        """Every squad."""
+        return await self.list_all("squads.list")
+
+    async def analytics(self, queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run ``POST /analytics`` queries; one result per query, in order."""
+        _, tool = self._require("analytics.query")
+        data = await self._call(tool, {"queries": queries})
+        if isinstance(data, dict) and isinstance(data.get("result"), list):
+            data = data["result"]
+        if not isinstance(data, list):
+            raise ToolError("analytics returned an unexpected shape")
+        return data
+
+    async def recording_link(self, call_id: str, kind: str = "mono") -> ToolOutput:
+        """The recording tool's raw output (JSON link, resource_link or embedded blob)."""
+        _, tool = self._require(f"recordings.{kind}")
+        output = await self.hub.call(tool.name, {"call_id": call_id})
+        return output.raise_for_error()
+
+    async def chat_response(self, body: dict[str, Any]) -> Any:
+        """``POST /chat/responses`` through the server (non-streaming: an MCP result is not a stream)."""
+        _, tool = self._require("chat.respond")
+        output = await self.hub.call(tool.name, body)
+        output.raise_for_error()
+        return output.data if output.data is not None else output.text
+
+    # ------------------------------------------------------------ writes, reconciled
+    async def create(self, operation: str, body: dict[str, Any], *,
+                     matches: Callable[[dict[str, Any]], bool], list_operation: str) -> dict[str, Any]:
+        """Create once. An ambiguous failure is reconciled by listing objects created since we sent
+        (minus a few seconds of clock skew) that ``matches``; found: it is returned; not found: the
+        failure is reported. The request is never sent twice.
+        """
+        _, tool = self._require(operation)
+        sent_at = self.clock()
+        try:
+            data = await self._call(tool, body)
+        except AmbiguousWrite as exc:
+            log.warning("%s; reconciling before anything is sent again", exc.line())
+            since = datetime.fromtimestamp(sent_at - 10, tz=UTC)
+            candidates = await self.list_all(list_operation, createdAtGe=_iso(since))
+            found = [c for c in candidates if matches(c)]
+            if len(found) >= 1:
+                log.warning("reconciled: the %s was created (id %s)", operation, found[0].get("id"))
+                return found[0]
+            raise UpstreamError(
+                f"{operation} failed: {exc.message}; no matching object exists, so nothing was created",
+                hint="check the server and try again", status=exc.status,
+            ) from None
+        if not isinstance(data, dict):
+            raise ToolError(f"{tool.name} returned {type(data).__name__}, expected the created object")
+        return data
+
+    async def update(self, operation: str, object_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Update once; an ambiguous failure is reconciled by reading the object back."""
+        _, tool = self._require(operation)
+        try:
+            data = await self._call(tool, {"id": object_id, **patch})
+        except AmbiguousWrite as exc:
+            current = await self.get(operation.replace(".update", ".get"), object_id)
+            if all(current.get(k) == v for k, v in patch.items()):
+                return current
+            raise UpstreamError(f"{operation} failed: {exc.message}; the object is unchanged") from None
+        if not isinstance(data, dict):
+            raise ToolError(f"{tool.name} returned {type(data).__name__}, expected the updated object")
+        return data
