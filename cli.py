@@ -74,6 +74,35 @@ def sandbox_ground_truth(ctx: typer.Context) -> None:
     raise typer.Exit(sandbox_main(["ground-truth", *ctx.args]))
 
 
+def _run(workflow: str, body: Any, render: Any = None) -> None:
+    """Run one library coroutine through the command runner and exit with its code."""
+    from agent.runner import run_command
+
+    raise typer.Exit(run_command(workflow, _settings(), body, render))
+
+
+@app.command("qa-grade")
+def qa_grade(
+    assistant: str = typer.Option(..., "--assistant", help="Assistant id, or its exact whole name."),
+    last: int = typer.Option(5, "--last", help="How many of the newest ended calls to grade."),
+    since: str | None = typer.Option(None, "--since", help="Only calls created within this window (7d, 12h)."),
+    metric: str | None = typer.Option(
+        None, "--metric", help="Scorecard or numeric structured output (scorecard:NAME / output:NAME force one)."
+    ),
+    threshold: float = typer.Option(80.0, "--threshold", help="A call fails when its value is below this."),
+    recordings: str = typer.Option("failing", "--recordings", help="failing | all | none"),
+    recordings_dir: str = typer.Option("./recordings", "--recordings-dir", help="Where recordings are saved."),
+    out: str | None = typer.Option(None, "--out", help="Also write a markdown report here."),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore checkpoints of earlier runs."),
+) -> None:
+    """Grade an assistant's latest calls on a metric, fetch failing recordings, explain the failures."""
+    from workflows import commands
+
+    params = dict(assistant=assistant, last=last, since=since, metric=metric, threshold=threshold,
+                  recordings=recordings, recordings_dir=recordings_dir, out=out, fresh=fresh)
+    _run("qa-grade", commands.qa_grade_body(params), commands.qa_grade_render)
+
+
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective settings (flags > env > config file > defaults), secrets redacted."""

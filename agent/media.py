@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 from agent.errors import ToolError, UpstreamError
 from agent.mcp.decode import ToolOutput
-from agent.redact import redact
+from agent.redact import redact, register_secret
 
 MAX_REDIRECTS = 3
 MAX_REFRESHES = 2
@@ -132,6 +132,8 @@ async def download_url(
     ``http`` is an httpx2.AsyncClient with *no* default auth headers or cookies. Raises
     ``PermissionError``-like ``UpstreamError(status=403)`` on an expired link so the caller can refresh.
     """
+    # A recording link is a bearer capability (anyone holding it can fetch the audio): keep it out of logs.
+    register_secret(url)
     current = url
     for _hop in range(MAX_REDIRECTS + 1):
         check_url(current)

@@ -80,7 +80,9 @@ def run_command(
     exit_code = 0
     try:
         outcome = asyncio.run(body(ctx))
-        envelope.result, envelope.status, envelope.errors = outcome.result, outcome.status, outcome.errors
+        result = outcome.result
+        envelope.result = result.to_dict() if hasattr(result, "to_dict") else result
+        envelope.status, envelope.errors = outcome.status, outcome.errors
         exit_code = outcome.exit_code
         if not settings.json and render is not None:
             render(outcome, ctx)

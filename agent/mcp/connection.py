@@ -91,6 +91,7 @@ class Connection:
         self._tools: list[Any] | None = None
         self.server_name: str | None = None
         self.protocol_version: str | None = None
+        self._had_session = False
 
     async def __aenter__(self) -> Connection:
         await self.open()
@@ -145,6 +146,7 @@ class Connection:
         self._stack = stack
         info = self._client.server_info
         self.server_name = getattr(info, "name", None)
+        self._had_session = self.spec.transport in ("http",)
         self.protocol_version = self._client.protocol_version
         log.info("connected to %s (%s, protocol %s)", self.spec.display, self.server_name, self.protocol_version)
 
@@ -198,13 +200,19 @@ class Connection:
             raise UpstreamError(f"{self.spec.display}: not connected")
         for attempt in (1, 2):
             try:
-                result = await self._client.call_tool(name, arguments or {}, read_timeout_seconds=timeout)
+                from agent.ratelimit.transport import write_intent
+
+                # The capture/retry transports below read this to never resend an ambiguous write.
+                with write_intent(is_write):
+                    result = await self._client.call_tool(name, arguments or {}, read_timeout_seconds=timeout)
                 return decode_result(name, result)
             except BaseException as exc:
                 if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                     raise
                 leaf = _leaves(exc)[0]
-                expired = getattr(leaf, "code", None) == INVALID_REQUEST and "terminated" in str(leaf).lower()
+                data = getattr(leaf, "data", None)
+                expired = (getattr(leaf, "code", None) == INVALID_REQUEST and "terminated" in str(leaf).lower()) or (
+                    isinstance(data, dict) and data.get("status") == 404 and self._had_session)
                 if expired and attempt == 1:
                     log.info("session with %s expired; re-initialising", self.spec.display)
                     await self.reconnect()

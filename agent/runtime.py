@@ -1,0 +1,193 @@
+"""The composition root: the ONLY place that decides live vs sandbox and wires the seams together.
+
+``open_runtime(settings)`` connects to the configured MCP servers (or the embedded sandbox), lists
+the catalogue once, and yields a ``Runtime``: the hub (with the write gate), the typed Vapi facade,
+the model (or None), an HTTP client for media (no credentials), usage counters and the run store.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.config import Settings
+from agent.mcp.hub import Hub
+from agent.model import ChatModel
+from agent.usage import Usage
+from agent.vapi import VapiFacade
+
+IN_PROCESS_ORIGIN = "http://sandbox.localhost"  # = sandbox.app.IN_PROCESS_ORIGIN (not imported: see layers)
+SANDBOX_NOTICE = "no MCP server configured: using the embedded sandbox (a simulated Vapi workspace)"
+
+
+@dataclass
+class Runtime:
+    """Everything a workflow or the agent loop needs, already connected."""
+
+    settings: Settings
+    hub: Hub
+    vapi: VapiFacade
+    model: ChatModel | None
+    media_http: Any
+    usage: Usage
+    store: Any = None
+    sandbox: Any = None
+    notice: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
+    clock: Callable[[], float] = time.time
+    price: tuple[float, float] | None = None
+
+    @property
+    def concurrency(self) -> int:
+        """How many per-item steps run at once (the governor paces them further)."""
+        return max(1, self.settings.concurrency)
+
+    @property
+    def show_progress(self) -> bool:
+        """Progress bars only for a person at a terminal (never in --json or cron runs)."""
+        return not self.settings.json and sys.stderr.isatty()
+
+
+def _tty_prompt() -> Any:
+    """An interactive approval prompt when a person is at the terminal, else None (headless)."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return None
+    from agent.approval import ask_on_terminal
+
+    return ask_on_terminal
+
+
+class _RoutingTransport:
+    """Media requests to the in-process sandbox's origin go to its ASGI app; the rest to the network."""
+
+    def __init__(self, origin: str, app: Any) -> None:
+        import httpx2
+
+        self._origin = origin.rstrip("/")
+        self._local = httpx2.ASGITransport(app=app)
+        self._network = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: Any) -> Any:
+        url = str(request.url)
+        target = self._local if url.startswith(self._origin + "/") else self._network
+        return await target.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._network.aclose()
+
+
+def _build_sandbox(settings: Settings) -> Any:
+    from sandbox.app import Sandbox
+    from sandbox.config import SandboxConfig
+
+    return Sandbox(SandboxConfig(**settings.sandbox_options))
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    usage: Usage | None = None,
+    notice: Callable[[str], None] | None = None,
+    model: ChatModel | None = None,
+    sandbox: Any = None,
+    prompt: Any = "tty",
+    store: Any = "default",
+    tool_timeout: float = 120.0,
+    connect_timeout: float = 20.0,
+) -> AsyncIterator[Runtime]:
+    """Connect everything for one command (see the module docstring); closes it all on exit.
+
+    ``sandbox``: an already built ``sandbox.app.Sandbox`` to use instead of building one (tests).
+    ``model``: a ``ChatModel`` to use instead of the configured OpenAI one (tests, scripted runs).
+    """
+    import httpx2
+
+    from agent.mcp.connection import Connection
+    from agent.mcp.servers import resolve_servers
+    from agent.model import OpenAIChatModel, price_for
+    from agent.policy import WriteGate
+    from agent.ratelimit.breaker import BreakerRegistry
+    from agent.ratelimit.governor import GovernorRegistry, WaitReporter
+    from agent.ratelimit.policy import RetryConfig, RetryPolicy
+    from agent.ratelimit.transport import RateLimitAwareTransport, RetryingTransport
+    from agent.redact import register_secret
+
+    usage = usage or Usage()
+    say = notice or (lambda message: print(message, file=sys.stderr))
+    reporter = WaitReporter(on_wait=lambda event: say(event.message()), usage=usage)
+    policy = RetryPolicy(RetryConfig.from_settings(settings), reporter=reporter)
+    governors = GovernorRegistry(max_concurrency=max(1, settings.concurrency), reporter=reporter)
+    breakers = BreakerRegistry()
+    specs = resolve_servers(settings)
+
+    sandbox_obj = sandbox
+    if any(spec.transport == "sandbox" for spec in specs):
+        if sandbox_obj is None:
+            sandbox_obj = _build_sandbox(settings)
+            if not settings.sandbox:
+                say(SANDBOX_NOTICE)
+        register_secret(sandbox_obj.config.token)
+        for spec in specs:
+            if spec.transport == "sandbox":
+                # The sandbox speaks Streamable HTTP in-process (ASGI), through the same transports as live.
+                spec.transport, spec.url = "http", sandbox_obj.mcp_url
+
+    def in_process(url: str | None) -> bool:
+        """True for URLs of a sandbox that is not listening on a socket (served through its ASGI app)."""
+        return bool(sandbox_obj is not None and url and sandbox_obj.public_url == IN_PROCESS_ORIGIN
+                    and url.startswith(IN_PROCESS_ORIGIN + "/"))
+
+    def inner_transport(spec: Any) -> Any:
+        return httpx2.ASGITransport(app=sandbox_obj.app) if in_process(spec.url) else httpx2.AsyncHTTPTransport()
+
+    def http_client(spec: Any) -> Any:
+        stack = RateLimitAwareTransport(RetryingTransport(inner_transport(spec), policy, governors, breakers=breakers))
+        return httpx2.AsyncClient(
+            headers=spec.headers, transport=stack, follow_redirects=False,
+            timeout=httpx2.Timeout(tool_timeout, connect=connect_timeout),
+        )
+
+    async with AsyncExitStack() as stack:
+        connections = []
+        for spec in specs:
+            connection = Connection(spec, http_client_factory=http_client, tool_timeout=tool_timeout,
+                                    connect_timeout=connect_timeout)
+            await stack.enter_async_context(connection)
+            connections.append(connection)
+        gate = WriteGate(read_only=settings.read_only, yes=settings.yes, allow=settings.allow,
+                         prompt=_tty_prompt() if prompt == "tty" else prompt)
+        hub = Hub(connections, gate=gate, usage=usage, preferred_server=settings.server)
+        await hub.load_catalogue()
+
+        if sandbox_obj is not None and sandbox_obj.public_url == IN_PROCESS_ORIGIN:
+            media_transport: Any = _RoutingTransport(IN_PROCESS_ORIGIN, sandbox_obj.app)
+        else:
+            media_transport = httpx2.AsyncHTTPTransport()
+        # No default headers, no cookies: recording links and storage never see our credentials.
+        media_http = httpx2.AsyncClient(transport=media_transport, follow_redirects=False,
+                                        timeout=httpx2.Timeout(120.0, connect=connect_timeout))
+        stack.push_async_callback(media_http.aclose)
+
+        chat_model = model
+        if chat_model is None and settings.has_model:
+            openai_model = OpenAIChatModel(settings, retry=lambda fn: policy.run(fn, is_write=False,
+                                                                                 upstream="model API"))
+            stack.push_async_callback(openai_model.aclose)
+            chat_model = openai_model
+
+        run_store = None
+        if store == "default":
+            from agent.store import RunStore
+
+            run_store = RunStore()
+        elif store is not None:
+            run_store = store
+        yield Runtime(
+            settings=settings, hub=hub, vapi=VapiFacade(hub), model=chat_model, media_http=media_http,
+            usage=usage, store=run_store, sandbox=sandbox_obj, notice=say,
+            price=price_for(chat_model.name) if chat_model is not None else None,
+        )

@@ -1,0 +1,240 @@
+"""qa-grade: grade an assistant's latest ended calls on a metric, fetch recordings, explain failures.
+
+A pipeline, not a chat: code does the data work (find the assistant, page its calls, read the metric,
+download recordings), the model judges only the failing calls (``workflows.qa_analysis``), and its
+findings are checked against the transcript before they are shown. Per-call results are checkpointed
+in the run store, so a re-run reuses finished calls unless ``fresh``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError, ToolError
+from agent.media import download_recording
+from agent.model import ModelTurn, cost_of
+from agent.runtime import Runtime
+from workflows.qa_analysis import analyse_call
+from workflows.qa_metric import Metric, resolve_metric
+from workflows.steps import gather_limited, parse_duration
+
+RECORDING_CHOICES = ("failing", "all", "none")
+
+
+@dataclass
+class QAParams:
+    """Inputs of one qa-grade run (the CLI flags)."""
+
+    assistant: str
+    last: int = 5
+    since: str | None = None
+    metric: str | None = None
+    threshold: float = 80.0
+    recordings: str = "failing"
+    recordings_dir: str = "./recordings"
+    out: str | None = None
+    fresh: bool = False
+
+    def validate(self) -> None:
+        """Bad values are exit 2 before anything is fetched."""
+        if self.last < 1:
+            raise ConfigError(f"--last must be at least 1 (got {self.last})")
+        if self.recordings not in RECORDING_CHOICES:
+            raise ConfigError(f"--recordings {self.recordings!r} is not one of {', '.join(RECORDING_CHOICES)}")
+        if self.since is not None:
+            parse_duration(self.since, option="--since")
+
+
+@dataclass
+class QAResult:
+    """The graded calls, the metric, prompt recommendations, and non-fatal errors (status partial)."""
+
+    assistant: dict[str, str]
+    metric: dict[str, str]
+    threshold: float
+    calls: list[dict[str, Any]]
+    recommendations: list[dict[str, Any]]
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """``partial`` when something was skipped or could not be done, else ``ok``."""
+        return "partial" if self.errors else "ok"
+
+    @property
+    def failing(self) -> list[dict[str, Any]]:
+        """The calls below the threshold."""
+        return [c for c in self.calls if c["failed"]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The envelope's ``result``."""
+        return {
+            "assistant": self.assistant,
+            "metric": self.metric["name"],
+            "metric_source": self.metric,
+            "threshold": self.threshold,
+            "calls": self.calls,
+            "recommendations": self.recommendations,
+            "notes": self.notes,
+        }
+
+
+async def _latest_ended_calls(rt: Runtime, assistant_id: str, last: int, since: str | None) -> list[dict[str, Any]]:
+    created_ge = None
+    if since is not None:
+        created_ge = datetime.fromtimestamp(rt.clock(), tz=UTC) - parse_duration(since, option="--since")
+    calls: list[dict[str, Any]] = []
+    async for call in rt.vapi.iter_calls(assistant_id=assistant_id, created_at_ge=created_ge):
+        if call.get("status") == "ended":
+            calls.append(call)
+            if len(calls) >= last:
+                break
+    return calls
+
+
+def _job_key(assistant_id: str, metric: Metric, threshold: float) -> str:
+    return f"qa-grade:{assistant_id}:{metric.kind}:{metric.id}:{threshold:g}"
+
+
+async def _grade_one(rt: Runtime, params: QAParams, assistant: dict[str, Any], metric: Metric,
+                     call: dict[str, Any], result: QAResult, job: str) -> dict[str, Any]:
+    if rt.store is not None and not params.fresh:
+        cached = rt.store.checkpoint_get(job, call["id"])
+        if cached is not None and _checkpoint_usable(cached, params):
+            return dict(cached["entry"])
+    if not (call.get("artifact") or {}).get("messages") and rt.vapi.supports("calls.get"):
+        call = await rt.vapi.get_call(call["id"])  # some servers list calls without artifacts
+    value = metric.value(call)
+    failed = value is not None and value < params.threshold
+    entry: dict[str, Any] = {
+        "id": call["id"], "started_at": call.get("startedAt") or call.get("createdAt"), "value": value,
+        "failed": failed, "recording": None, "findings": [], "notes": [],
+    }
+    if value is None:
+        entry["notes"].append(f"the call has no {metric.name} value")
+    if params.recordings == "all" or (params.recordings == "failing" and failed):
+        entry["recording"] = await _fetch_recording(rt, params, call, entry)
+    analysed = False
+    if failed and rt.model is not None:
+        analysis = await analyse_call(rt.model, call, assistant, metric.name, value, params.threshold)
+        rt.usage.model_calls += analysis.model_calls
+        rt.usage.input_tokens += analysis.input_tokens
+        rt.usage.output_tokens += analysis.output_tokens
+        cost = cost_of(ModelTurn(input_tokens=analysis.input_tokens, output_tokens=analysis.output_tokens), rt.price)
+        rt.usage.cost_usd = None if cost is None or rt.usage.cost_usd is None else rt.usage.cost_usd + cost
+        entry["findings"] = analysis.findings
+        entry["notes"].extend(analysis.notes)
+        entry["_recommendations"] = analysis.recommendations
+        analysed = analysis.ok
+        if not analysis.ok:
+            result.errors.append({"code": "analysis_failed", "message": f"call {call['id']}: {analysis.notes[-1]}",
+                                  "call_id": call["id"]})
+    if rt.store is not None and (not failed or analysed or rt.model is None):
+        rt.store.checkpoint_put(job, call["id"], {"entry": entry, "analysed": analysed,
+                                                  "recordings": params.recordings})
+    return entry
+
+
+def _checkpoint_usable(cached: dict[str, Any], params: QAParams) -> bool:
+    entry = cached.get("entry") or {}
+    if entry.get("failed") and not cached.get("analysed"):
+        return False  # analyse it now (a model may have been configured since)
+    wanted = params.recordings == "all" or (params.recordings == "failing" and entry.get("failed"))
+    recording = entry.get("recording")
+    return not wanted or (recording is not None and Path(recording["path"]).exists())
+
+
+async def _fetch_recording(rt: Runtime, params: QAParams, call: dict[str, Any],
+                           entry: dict[str, Any]) -> dict[str, Any] | None:
+    dest = Path(params.recordings_dir) / f"{call['id']}-mono.wav"
+    try:
+        saved = await download_recording(lambda: rt.vapi.recording_link(call["id"], "mono"), dest, rt.media_http)
+    except ToolError as exc:
+        if exc.status == 404:
+            reason = call.get("endedReason") or "unknown"
+            entry["notes"].append(f"no recording: the call has none (ended: {reason})")
+            return None
+        raise
+    return {"path": saved.path, "bytes": saved.bytes, "sha256": saved.sha256,
+            "duration_seconds": saved.duration_seconds}
+
+
+def _merge_recommendations(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        for text in entry.pop("_recommendations", []) or []:
+            key = " ".join(text.lower().split())
+            slot = merged.setdefault(key, {"text": text, "based_on": []})
+            if entry["id"] not in slot["based_on"]:
+                slot["based_on"].append(entry["id"])
+    return list(merged.values())
+
+
+async def run(rt: Runtime, params: QAParams) -> QAResult:
+    """The whole pipeline (``vapi-agent qa-grade`` and the chat tool call this)."""
+    params.validate()
+    rt.vapi.require_workflow("qa-grade")
+    assistant = await rt.vapi.resolve_assistant(params.assistant)
+    calls = await _latest_ended_calls(rt, assistant["id"], params.last, params.since)
+    scorecards = await rt.vapi.list_scorecards() if rt.vapi.supports("scorecards.list") else []
+    metric = resolve_metric(params.metric, assistant=assistant, scorecards=scorecards, calls=calls)
+    result = QAResult(
+        assistant={"id": assistant["id"], "name": assistant.get("name") or ""},
+        metric=metric.to_dict(), threshold=params.threshold, calls=[], recommendations=[],
+    )
+    if not calls:
+        window = f" in the last {params.since}" if params.since else ""
+        result.notes.append(f"no ended calls{window} for this assistant")
+    job = _job_key(assistant["id"], metric, params.threshold)
+    progress = _Progress(rt, len(calls))
+    entries: list[dict[str, Any]] = []
+
+    async def grade(call: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await _grade_one(rt, params, assistant, metric, call, result, job)
+        finally:
+            progress.advance()
+
+    with progress:
+        entries = await gather_limited(calls, grade, limit=rt.concurrency)
+    result.recommendations = _merge_recommendations(entries)
+    result.calls = entries
+    if rt.model is None and any(e["failed"] for e in entries):
+        result.errors.append({
+            "code": "analysis_skipped",
+            "message": "no model is configured, so failing calls were not analysed "
+                       "(set OPENAI_API_KEY, or OPENAI_BASE_URL for any OpenAI-compatible endpoint)",
+        })
+    return result
+
+
+class _Progress:
+    """A rich progress bar on a terminal; nothing otherwise."""
+
+    def __init__(self, rt: Runtime, total: int) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+        if rt.show_progress and total:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self._bar = Progress(console=Console(stderr=True), transient=True)
+            self._task = self._bar.add_task("grading calls", total=total)
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
