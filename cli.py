@@ -27,8 +27,14 @@ app = typer.Typer(
 )
 sandbox_app = typer.Typer(help="The embedded simulated Vapi workspace.", no_args_is_help=True)
 config_app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
+tools_app = typer.Typer(help="The MCP tool catalogue.", no_args_is_help=True)
+calls_app = typer.Typer(help="Calls and their recordings.", no_args_is_help=True)
+logs_app = typer.Typer(help="The run log (every run, its tool calls and usage).", invoke_without_command=True)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(config_app, name="config")
+app.add_typer(tools_app, name="tools")
+app.add_typer(calls_app, name="calls")
+app.add_typer(logs_app, name="logs")
 
 # Filled by main() before typer runs: the common options lifted out of argv.
 COMMON_FLAGS: dict[str, Any] = {}
@@ -101,6 +107,97 @@ def qa_grade(
     params = dict(assistant=assistant, last=last, since=since, metric=metric, threshold=threshold,
                   recordings=recordings, recordings_dir=recordings_dir, out=out, fresh=fresh)
     _run("qa-grade", commands.qa_grade_body(params), commands.qa_grade_render)
+
+
+@app.command("ask")
+def ask(
+    prompt: str | None = typer.Argument(None, help='The request, e.g. "list my assistants" (stdin when - or absent).'),
+    max_turns: int = typer.Option(20, "--max-turns", help="Model turns before a final answer is forced."),
+    max_tool_calls: int = typer.Option(60, "--max-tool-calls", help="Tool calls before a final answer is forced."),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="Stop when the run has cost this many USD."),
+    deadline: str | None = typer.Option(None, "--deadline", help="Stop after this long (90s, 5m)."),
+    price: str | None = typer.Option(None, "--price", help="Model price IN,OUT in USD per 1M tokens."),
+) -> None:
+    """Ask in plain words; the model drives the MCP tools and answers."""
+    from agent import commands
+
+    options = commands.AskOptions(prompt, max_turns, max_tool_calls, max_cost, deadline, price)
+    _run("ask", commands.ask_body(options), commands.ask_render)
+
+
+@tools_app.command("list")
+def tools_list() -> None:
+    """List every tool of the connected servers with its access class (read, write, destructive)."""
+    from agent import commands
+
+    _run("tools.list", commands.tools_list_body(), commands.tools_list_render)
+
+
+@tools_app.command("call")
+def tools_call(
+    name: str = typer.Argument(..., help="Tool name as `tools list` shows it."),
+    args: str = typer.Option("{}", "--args", help="Arguments as a JSON object."),
+) -> None:
+    """Call one tool (writes go through the approval gate)."""
+    from agent import commands
+
+    _run("tools.call", commands.tools_call_body(name, args), commands.print_json_result)
+
+
+@calls_app.command("list")
+def calls_list(
+    assistant: str = typer.Option(..., "--assistant", help="Assistant id, or its exact whole name."),
+    since: str | None = typer.Option(None, "--since", help="Only calls created within this window (7d)."),
+    limit: int = typer.Option(20, "--limit", help="At most this many calls."),
+) -> None:
+    """List an assistant's newest calls."""
+    from agent import commands
+
+    _run("calls.list", commands.calls_list_body(assistant, since, limit), commands.calls_list_render)
+
+
+@calls_app.command("recording")
+def calls_recording(
+    call_id: str = typer.Argument(..., help="The call id."),
+    kind: str = typer.Option("mono", "--kind", help="mono | stereo | customer | assistant | video"),
+    out: str | None = typer.Option(None, "--out", help="File to write (default <id>-<kind>.wav)."),
+) -> None:
+    """Download a call's recording (follows the redirect to the short-lived signed URL)."""
+    from agent import commands
+
+    _run("calls.recording", commands.calls_recording_body(call_id, kind, out), commands.recording_render)
+
+
+@app.command("doctor")
+def doctor() -> None:
+    """Check the connection: reachability, auth, tool count, and which workflows this server supports."""
+    from agent import commands
+
+    _run("doctor", commands.doctor_body(), commands.doctor_render)
+
+
+@logs_app.callback()
+def logs(
+    ctx: typer.Context,
+    run_id: str | None = typer.Argument(None, help="Show one run (a unique prefix of its id)."),
+    limit: int = typer.Option(20, "--limit", help="How many recent runs to list."),
+) -> None:
+    """List recent runs, or show one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from agent import logs_commands
+
+    _run("logs", logs_commands.logs_body(run_id, limit), logs_commands.logs_render)
+
+
+@logs_app.command("prune")
+def logs_prune(
+    older_than: str = typer.Option("30d", "--older-than", help="Delete runs older than this (30d, 12h)."),
+) -> None:
+    """Delete old runs from the run log."""
+    from agent import logs_commands
+
+    _run("logs.prune", logs_commands.prune_body(older_than), logs_commands.prune_render)
 
 
 @config_app.command("show")

@@ -52,6 +52,17 @@ def _block_internet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
 
 
+@pytest.fixture(autouse=True)
+def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs never touch the real ~/.local/share or ~/.config: each test gets its own dirs."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("VAPI_AGENT_DATA_DIR", str(home / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "xdg-data"))
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "VAPI_API_KEY", "TRUTO_API_TOKEN", "VAPI_AGENT_MCP_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
 # ---------------------------------------------------------------- missing tools: skip, or fail in CI
 def require_tool(name: str, reason: str) -> str:
     """Path of an executable; skip the test when absent, except under CI=true where it fails."""

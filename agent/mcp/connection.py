@@ -13,14 +13,17 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-from agent.errors import AgentError, AmbiguousWrite, RateLimited, ToolError, UpstreamError
+from agent.errors import AgentError, AmbiguousWrite, CircuitOpen, RateLimited, ToolError, UpstreamError
 from agent.mcp.decode import ToolOutput, decode_result, error_from_status
 from agent.mcp.servers import ServerSpec
 from agent.redact import redact
 
 log = logging.getLogger(__name__)
 
-# JSON-RPC codes (mcp_types.jsonrpc) we treat specially.
+# JSON-RPC codes (mcp_types.jsonrpc, and ours from agent.ratelimit for HTTP failures) treated specially.
+HTTP_TIMEOUT = -32051
+HTTP_NETWORK = -32052
+HTTP_CIRCUIT_OPEN = -32053
 CONNECTION_CLOSED = -32000
 REQUEST_TIMEOUT = -32001
 INVALID_REQUEST = -32600
@@ -47,12 +50,21 @@ def map_exception(exc: BaseException, *, spec: ServerSpec, tool: str | None, is_
     code = getattr(leaf, "code", None)
     data = getattr(leaf, "data", None)
     message = redact(str(getattr(leaf, "message", None) or leaf) or type(leaf).__name__)
+    if code == HTTP_CIRCUIT_OPEN:
+        return CircuitOpen(f"{where}: {message}", hint="the server kept failing; try again in a minute")
+    if code in (HTTP_TIMEOUT, HTTP_NETWORK) and isinstance(data, dict):
+        sent = data.get("sent", True) if code == HTTP_NETWORK else True
+        if is_write and sent:
+            return AmbiguousWrite(f"{where}: {message}; the write may have been applied")
+        return UpstreamError(f"cannot reach {spec.display}: {message}",
+                             hint="check the URL and that the server runs; try again later")
     if isinstance(data, dict) and isinstance(data.get("status"), int):
         status = int(data["status"])
         if is_write and (status >= 500 or status == 408):
             return AmbiguousWrite(f"{where}: write answered HTTP {status}; it may have been applied", status=status)
         headers = data.get("headers") or {}
-        err = error_from_status(status, message, tool=tool)
+        retry = data.get("retry") or {}
+        err = error_from_status(status, message, tool=tool, retry_after=retry.get("retry_after"))
         if isinstance(err, RateLimited):
             err.details["headers"] = headers
         return err

@@ -128,7 +128,7 @@ def error_from_status(status: int, message: str, *, tool: str | None = None, ret
         )
     if status >= 500:
         return UpstreamError(f"{where}upstream failure (HTTP {status}): {message}", status=status)
-    return ToolError(f"{where}{message} (HTTP {status})", status=status, body=body)
+    return ToolError(f"{where}{message} (HTTP {status})", status=status)
 
 
 def _envelope_message(body: dict[str, Any]) -> str:

@@ -1,0 +1,396 @@
+"""httpx2 transports below the mcp SDK (and openai): capture status and headers, retry refused requests.
+
+The mcp SDK hides the HTTP status and headers of a failed POST (a bare 429 becomes
+``MCPError(-32603, "Server returned an error response")``) and a transport exception on a POST
+tears down the whole connection. So rate-limit handling lives one level down, in two wrappers::
+
+    httpx2.AsyncClient(transport=RateLimitAwareTransport(
+        RetryingTransport(httpx2.AsyncHTTPTransport(), policy, governors, breakers=breakers),
+        on_response=callback))
+
+``RetryingTransport`` (generic HTTP, usable for openai too): every request waits at its upstream's
+``Governor``, reports each answer to it, and is re-sent under the ``RetryPolicy`` (429 always; 5xx,
+408 and timeouts only for reads). A write is never re-sent after a 5xx or a timeout. When retries
+end it returns the last answer (a 429 or a 5xx, its body buffered) with
+``response.extensions["vapi_agent.retry"] = {"attempts", "gave_up", "retry_after", "is_write"}``; it
+raises only when there is no answer (network errors), the circuit is open (``CircuitOpen``), or the
+governor would hold the request past what is left of the wait budget (``RateLimited``, not sent).
+
+``RateLimitAwareTransport`` (MCP-specific): calls ``on_response(origin_key, status, headers,
+received_at)`` for every answer (2xx too; a failing callback is logged, never raised), and turns a
+non-2xx answer or an exception of a JSON-RPC POST into a JSON-RPC error response, so mcp raises
+``MCPError(code, message, data={status, kind, headers, upstream, is_write, retry?, sent?})`` and the
+session survives. Codes are in ``agent.ratelimit.policy`` (``HTTP_RATE_LIMITED = -32029`` ...). A
+server's own JSON-RPC error on a plain 4xx (400 INVALID_PARAMS, 404 METHOD_NOT_FOUND, -32022 during
+era negotiation) is passed through untouched, because mcp's protocol logic depends on those codes.
+
+Whether a request is a write: ``with write_intent(True): await client.call_tool(...)`` (a
+ContextVar; mcp sends each POST from a task started in the caller's context, so it is visible here).
+Without it, an MCP ``tools/call`` counts as a write (its effect is unknown) and other MCP methods as
+reads; a non-MCP request is a write unless its method is GET, HEAD or OPTIONS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import httpx2
+
+from agent.errors import CircuitOpen, RateLimited
+from agent.ratelimit.breaker import BreakerRegistry, CircuitBreaker
+from agent.ratelimit.governor import Clock, Governor, GovernorRegistry, display_name, upstream_key
+from agent.ratelimit.policy import (
+    HTTP_AUTH,
+    HTTP_CIRCUIT_OPEN,
+    HTTP_CLIENT_ERROR,
+    HTTP_NETWORK,
+    HTTP_NOT_FOUND,
+    HTTP_RATE_LIMITED,
+    HTTP_SERVER_ERROR,
+    HTTP_TIMEOUT,
+    RetryPolicy,
+    classify,
+    gave_up_reason,
+)
+
+log = logging.getLogger(__name__)
+
+RETRY_EXTENSION = "vapi_agent.retry"
+OnResponse = Callable[[str, int, Mapping[str, str], float], None]
+_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_HEADER_PREFIXES = ("ratelimit", "x-ratelimit", "retry-after")
+_DROP_ON_REBUILD = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+_NOT_JSONRPC = object()
+_NOTIFICATION = object()
+
+WRITE_INTENT: ContextVar[bool | None] = ContextVar("vapi_agent_write_intent", default=None)
+
+
+@contextmanager
+def write_intent(is_write: bool) -> Iterator[None]:
+    """Mark the HTTP requests made inside the block as writes (``True``) or reads (``False``)."""
+    token = WRITE_INTENT.set(is_write)
+    try:
+        yield
+    finally:
+        WRITE_INTENT.reset(token)
+
+
+def request_is_write(request: httpx2.Request) -> bool:
+    """Whether ``request`` may change something (see the module docstring for the rules)."""
+    declared = WRITE_INTENT.get()
+    if declared is not None:
+        return declared
+    body = _jsonrpc_body(request)
+    if body is not None:
+        return body.get("method") == "tools/call"
+    return request.method.upper() not in _SAFE_METHODS
+
+
+class UpstreamHTTPStatus(Exception):
+    """A retry-worthy answer (429, 408, 5xx) raised inside ``RetryingTransport`` for the policy to judge.
+
+    Carries the answer with its body buffered, so it can be handed back when retrying ends.
+    """
+
+    def __init__(self, response: httpx2.Response, received_at: float) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self.received_at = received_at
+
+
+class RetryingTransport(httpx2.AsyncBaseTransport):
+    """Governor + retry policy (+ optional circuit breaker) around an inner transport, per request."""
+
+    def __init__(
+        self,
+        inner: httpx2.AsyncBaseTransport,
+        policy: RetryPolicy,
+        governors: Governor | GovernorRegistry,
+        *,
+        breakers: CircuitBreaker | BreakerRegistry | None = None,
+        on_response: OnResponse | None = None,
+        is_write: Callable[[httpx2.Request], bool] = request_is_write,
+    ) -> None:
+        self.inner = inner
+        self.policy = policy
+        self.governors = governors
+        self.breakers = breakers
+        self.on_response = on_response
+        self.is_write = is_write
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send ``request``, re-sending it as the policy allows; see the module docstring."""
+        governor = self.governors.for_url(request.url) if isinstance(self.governors, GovernorRegistry) \
+            else self.governors
+        breaker = self.breakers.for_url(request.url) if isinstance(self.breakers, BreakerRegistry) \
+            else self.breakers
+        is_write = self.is_write(request)
+        await request.aread()  # buffer the body: a refused request is sent again, byte for byte
+        trial = breaker.admit() if breaker is not None else False
+        attempts, held = 0, 0.0
+
+        async def attempt() -> httpx2.Response:
+            nonlocal attempts, held
+            attempts += 1
+            # Time held at the governor counts against the same budgets as the policy's own sleeps
+            # (approximately per request: the policy's sleeps are not subtracted here).
+            start = governor.clock()
+            await governor.acquire(max_wait=self.policy.allowance(held))
+            waited = governor.clock() - start
+            if waited > 0:
+                held += waited
+                self.policy.budget.charge(waited, start)
+            try:
+                response = await self.inner.handle_async_request(request)
+                received_at = governor.clock()
+                governor.observe(response.status_code, response.headers, received_at)
+            finally:
+                governor.release()
+            _notify(self.on_response, request, response, received_at)
+            if response.status_code in _RETRY_STATUSES:
+                raise UpstreamHTTPStatus(await _buffered(response, request), received_at)
+            return response
+
+        try:
+            response = await self.policy.run(attempt, is_write=is_write, upstream=governor.display_name)
+        except UpstreamHTTPStatus as exc:  # not retryable (a write's 5xx) or the policy gave up
+            response = exc.response
+            response.extensions[RETRY_EXTENSION] = _retry_info(attempts, is_write, gave_up_reason(exc))
+        except RateLimited as exc:  # out of attempts or budget on a 429, or the reset is beyond the budget
+            cause = exc.__cause__
+            if breaker is not None:
+                breaker.record_neutral(trial)
+            if not isinstance(cause, UpstreamHTTPStatus):
+                raise
+            response = cause.response
+            response.extensions[RETRY_EXTENSION] = _retry_info(
+                attempts, is_write, exc.details.get("reason") or "attempts", exc.retry_after, exc.message)
+            return response
+        except BaseException as exc:
+            if breaker is not None:
+                if isinstance(exc, Exception):
+                    breaker.record(exc, trial)
+                else:  # cancelled or interrupted: proves nothing about the upstream
+                    breaker.record_neutral(trial)
+            raise
+        if breaker is not None:
+            if response.status_code >= 500 or response.status_code == 408:
+                breaker.record_failure(trial)
+            elif response.status_code == 429:
+                breaker.record_neutral(trial)
+            else:
+                breaker.record_success(trial)
+        return response
+
+    async def aclose(self) -> None:
+        """Close the inner transport."""
+        await self.inner.aclose()
+
+
+class RateLimitAwareTransport(httpx2.AsyncBaseTransport):
+    """Records every answer and turns failed JSON-RPC POSTs into JSON-RPC errors (module docstring)."""
+
+    def __init__(
+        self,
+        inner: httpx2.AsyncBaseTransport | None = None,
+        *,
+        on_response: OnResponse | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.inner = inner if inner is not None else httpx2.AsyncHTTPTransport()
+        self.on_response = on_response
+        self.clock = clock
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Forward ``request``; convert failures of a JSON-RPC POST into a JSON-RPC error answer."""
+        if request.method.upper() == "POST":
+            await request.aread()
+        rpc_id = _jsonrpc_id(request)
+        try:
+            response = await self.inner.handle_async_request(request)
+        except Exception as exc:
+            if rpc_id is _NOT_JSONRPC:
+                raise
+            # Raising here would tear down mcp's whole connection; an error answer fails one call.
+            return _exception_answer(request, rpc_id, exc)
+        _notify(self.on_response, request, response, self.clock())
+        if rpc_id is _NOT_JSONRPC or response.status_code < 400:
+            return response
+        return await _status_answer(request, rpc_id, response)
+
+    async def aclose(self) -> None:
+        """Close the inner transport."""
+        await self.inner.aclose()
+
+
+# ---------------------------------------------------------------- conversions
+async def _status_answer(request: httpx2.Request, rpc_id: Any, response: httpx2.Response) -> httpx2.Response:
+    status = response.status_code
+    try:
+        body = await response.aread()
+    finally:
+        await response.aclose()
+    upstream_error = _jsonrpc_error(body, response.headers.get("content-type", ""))
+    if upstream_error is not None and status not in (401, 403, 408, 429) and status < 500:
+        return _rebuild(response, body, request)  # the server's own protocol error: mcp needs its code
+    code, kind = _code_for(status)
+    message = f"HTTP {status} {response.reason_phrase}".rstrip()
+    detail = _detail(body, upstream_error)
+    if detail:
+        message = f"{message}: {detail}"
+    data: dict[str, Any] = {"status": status, "kind": kind, "headers": _safe_headers(response.headers),
+                            "upstream": display_name(request.url), "is_write": request_is_write(request)}
+    if upstream_error is not None:
+        data["upstream_error"] = upstream_error
+    retry = response.extensions.get(RETRY_EXTENSION)
+    if isinstance(retry, dict):
+        data["retry"] = retry
+    return _error_answer(request, rpc_id, status, code, message, data)
+
+
+def _exception_answer(request: httpx2.Request, rpc_id: Any, exc: Exception) -> httpx2.Response:
+    upstream = display_name(request.url)
+    base: dict[str, Any] = {"upstream": upstream, "is_write": request_is_write(request),
+                            "error": type(exc).__name__}
+    if isinstance(exc, CircuitOpen):
+        return _error_answer(request, rpc_id, 503, HTTP_CIRCUIT_OPEN, exc.message,
+                             {**base, "status": None, "kind": "circuit_open", "sent": False,
+                              "retry_after": exc.details.get("retry_after")})
+    if isinstance(exc, RateLimited):  # the governor refused to hold a request beyond its budget: not sent
+        retry = _retry_info(int(exc.details.get("attempts") or 0), request_is_write(request),
+                            exc.details.get("reason") or "budget", exc.retry_after, exc.message)
+        return _error_answer(request, rpc_id, 429, HTTP_RATE_LIMITED, exc.message,
+                             {**base, "status": 429, "kind": "rate_limited", "headers": {}, "sent": False,
+                              "retry": retry})
+    kind = classify(exc, is_write=False).kind
+    if kind == "timeout":
+        return _error_answer(request, rpc_id, 504, HTTP_TIMEOUT, f"{upstream} did not answer in time",
+                             {**base, "status": None, "kind": "timeout", "sent": True})
+    sent = kind != "not_sent"
+    text = f"connection to {upstream} failed" if not sent else f"connection to {upstream} dropped"
+    return _error_answer(request, rpc_id, 502, HTTP_NETWORK, text,
+                         {**base, "status": None, "kind": "network", "sent": sent})
+
+
+def _error_answer(request: httpx2.Request, rpc_id: Any, status: int, code: int, message: str,
+                  data: dict[str, Any]) -> httpx2.Response:
+    # A notification (no id) gets the same answer with id null: mcp ignores failed notification POSTs.
+    payload = {"jsonrpc": "2.0", "id": None if rpc_id is _NOTIFICATION else rpc_id,
+               "error": {"code": code, "message": message, "data": data}}
+    return httpx2.Response(status, json=payload, request=request)
+
+
+def _code_for(status: int) -> tuple[int, str]:
+    if status == 429:
+        return HTTP_RATE_LIMITED, "rate_limited"
+    if status in (401, 403):
+        return HTTP_AUTH, "auth"
+    if status in (404, 410):
+        return HTTP_NOT_FOUND, "not_found"
+    if status == 408:
+        return HTTP_TIMEOUT, "timeout"
+    if status >= 500:
+        return HTTP_SERVER_ERROR, "server_error"
+    return HTTP_CLIENT_ERROR, "client_error"
+
+
+def _detail(body: bytes, upstream_error: dict[str, Any] | None) -> str:
+    """A short human reason from the body: the JSON-RPC message, or Vapi's ``{"message": ...}``."""
+    if upstream_error is not None and isinstance(upstream_error.get("message"), str):
+        return upstream_error["message"][:200]
+    try:
+        parsed = json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    if isinstance(parsed, dict):
+        message = parsed.get("message") or parsed.get("error")
+        if isinstance(message, list):
+            message = "; ".join(str(m) for m in message)
+        if isinstance(message, str):
+            return message[:200]
+    return ""
+
+
+def _jsonrpc_error(body: bytes, content_type: str) -> dict[str, Any] | None:
+    if not content_type.lower().startswith("application/json") or not body:
+        return None
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(parsed, dict) and parsed.get("jsonrpc") == "2.0" and isinstance(parsed.get("error"), dict):
+        error = parsed["error"]
+        if isinstance(error.get("code"), int) and isinstance(error.get("message"), str):
+            return {k: error[k] for k in ("code", "message", "data") if k in error}
+    return None
+
+
+def _jsonrpc_body(request: httpx2.Request) -> dict[str, Any] | None:
+    if request.method.upper() != "POST":
+        return None
+    try:
+        parsed = json.loads(request.content) if request.content else None
+    except (ValueError, UnicodeDecodeError, httpx2.RequestNotRead):
+        return None
+    if isinstance(parsed, dict) and parsed.get("jsonrpc") == "2.0" and isinstance(parsed.get("method"), str):
+        return parsed
+    return None
+
+
+def _jsonrpc_id(request: httpx2.Request) -> Any:
+    body = _jsonrpc_body(request)
+    if body is None:
+        return _NOT_JSONRPC
+    return body.get("id", _NOTIFICATION)  # no "id" key at all: a notification
+
+
+def _safe_headers(headers: httpx2.Headers) -> dict[str, str]:
+    """Only rate-limit headers: cookies and the like stay out of errors."""
+    return {k.lower(): v for k, v in headers.items() if k.lower().startswith(_HEADER_PREFIXES)}
+
+
+async def _buffered(response: httpx2.Response, request: httpx2.Request) -> httpx2.Response:
+    """Read and close ``response`` (its connection goes back to the pool); return an equivalent copy."""
+    try:
+        body = await response.aread()
+    finally:
+        await response.aclose()
+    return _rebuild(response, body, request)
+
+
+def _rebuild(response: httpx2.Response, body: bytes, request: httpx2.Request) -> httpx2.Response:
+    # The body is already decoded: drop the encoding and length headers of the original.
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _DROP_ON_REBUILD]
+    extensions = {k: v for k, v in response.extensions.items() if k in ("http_version", "reason_phrase")}
+    return httpx2.Response(response.status_code, headers=headers, content=body, request=request,
+                           extensions=extensions)
+
+
+def _retry_info(attempts: int, is_write: bool, gave_up: str | None, retry_after: float | None = None,
+                message: str | None = None) -> dict[str, Any]:
+    info: dict[str, Any] = {"attempts": attempts, "is_write": is_write, "gave_up": gave_up}
+    if retry_after is not None:
+        info["retry_after"] = round(retry_after, 3)
+    if message:
+        info["message"] = message
+    return info
+
+
+def _notify(callback: OnResponse | None, request: httpx2.Request, response: httpx2.Response,
+            received_at: float) -> None:
+    if callback is None:
+        return
+    try:
+        callback(upstream_key(request.url), response.status_code, response.headers, received_at)
+    except Exception:  # a recording hook must never fail the request
+        log.debug("on_response callback failed", exc_info=True)

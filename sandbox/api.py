@@ -1,0 +1,45 @@
+"""The simulated Vapi REST API: ``create_rest_app(sandbox)`` and the response-observer hook.
+
+Served at Vapi's real paths (no ``/v1``): calls (+ the 302 recording routes), assistants, squads,
+phone numbers, campaigns, observability scorecards, structured outputs, tools, chats
+(``/chat``, ``/chat/responses``) and ``/analytics``; plus the sandbox's own unauthenticated
+``/_links/...`` and ``/_storage/...`` (recordings) and ``GET /_sandbox/log`` (Bearer api key).
+
+Module map: ``api_core`` (routing, auth, faults, logging, observers), ``api_resources`` (CRUD +
+analytics), ``api_schemas`` (allow-lists), ``validation`` (NestJS-style checking), ``recordings``,
+``chat``, ``analytics``, ``faults``.
+
+``RESPONSE_OBSERVERS`` (see ``sandbox.observe``) sees every JSON body and every SSE event served,
+with its route template; tests register the SDK validator there (tests/sdk_validation.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sandbox import api_resources, recordings
+from sandbox.api_core import Endpoint, RestApp
+from sandbox.chat import post_chat, post_chat_responses
+from sandbox.observe import RESPONSE_OBSERVERS, ServedResponse, notify, take_observer_errors
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from sandbox.app import Sandbox
+
+__all__ = ["RESPONSE_OBSERVERS", "ServedResponse", "create_rest_app", "notify", "take_observer_errors"]
+
+
+def all_endpoints() -> list[Endpoint]:
+    """Every route the REST app serves."""
+    return [
+        *api_resources.endpoints(),
+        *recordings.endpoints(),
+        Endpoint("POST", "/chat", post_chat),
+        Endpoint("POST", "/chat/responses", post_chat_responses),
+    ]
+
+
+def create_rest_app(sandbox: Sandbox) -> ASGIApp:
+    """The ASGI app of the simulated Vapi REST API for ``sandbox`` (in-process or under uvicorn)."""
+    return RestApp(sandbox, all_endpoints())

@@ -1,0 +1,240 @@
+"""Validate everything the sandbox serves against the real vapi-server-sdk 3.x models, strictly.
+
+``install()`` registers (once) an observer in ``sandbox.api.RESPONSE_OBSERVERS``; the REST app calls it
+for every JSON response and every SSE event it serves, in-process or on a uvicorn thread. Failures are
+collected (never raised inside the server) and ``take_failures()`` hands them to the test fixture.
+
+Strict means ``Model.model_validate`` / ``TypeAdapter.validate_python`` (required fields, types), not
+the SDK's lenient ``construct_type`` which never fails. Unions the SDK discriminates (phone numbers by
+``provider``, tools by ``type``) are also checked to have resolved to the variant the discriminator
+names, because pydantic would otherwise happily fall back to another member.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pydantic
+
+from sandbox.api import RESPONSE_OBSERVERS, ServedResponse
+
+# Route templates answered with something other than one JSON value per response (or not JSON at all)
+_UNCHECKED_PREFIXES = ("/_sandbox/",)
+
+_lock = threading.Lock()
+_failures: list[str] = []
+
+
+def _adapter(tp: Any) -> pydantic.TypeAdapter[Any]:
+    return pydantic.TypeAdapter(tp)
+
+
+class _Validators:
+    """Lazily built table ``(method, route template) -> checker``.
+
+    Importing an SDK model is slow (``vapi.types.Assistant`` alone takes seconds: pydantic builds
+    the whole nested schema), so each checker is built the first time its route is served.
+    """
+
+    def __init__(self) -> None:
+        self._built: dict[tuple[bool, str, str], Callable[[Any], None]] = {}
+        self._lock = threading.Lock()
+
+    def checker(self, sse: bool, method: str, route: str) -> Callable[[Any], None] | None:
+        """The checker for one route, or None when no SDK model is registered for it."""
+        key = (sse, method, route)
+        with self._lock:
+            if key not in self._built:
+                factory = (_SSE if sse else _JSON).get((method, route))
+                if factory is None:
+                    return None
+                self._built[key] = factory()
+            return self._built[key]
+
+    def check(self, served: ServedResponse) -> str | None:
+        """A failure string, or None when the body is what the SDK expects."""
+        if served.route.startswith(_UNCHECKED_PREFIXES):
+            return None
+        if served.status >= 400:
+            return _check_error_body(served.body, served.status)
+        checker = self.checker(served.sse, served.method, served.route)
+        if checker is None:
+            kind = "SSE event" if served.sse else "JSON body"
+            return f"no SDK model registered for {kind} of {served.method} {served.route}"
+        try:
+            checker(served.body)
+        except (pydantic.ValidationError, TypeError, ValueError) as exc:
+            return f"{served.method} {served.route} ({served.status}): {_short(exc)}"
+        return None
+
+
+def _types() -> Any:
+    import vapi.types
+
+    return vapi.types
+
+
+def _model(name: str) -> Callable[[], Callable[[Any], None]]:
+    def build() -> Callable[[Any], None]:
+        cls = getattr(_types(), name)
+        return lambda body: cls.model_validate(body)
+
+    return build
+
+
+def _list_of(name: str) -> Callable[[], Callable[[Any], None]]:
+    def build() -> Callable[[Any], None]:
+        adapter = _adapter(list[getattr(_types(), name)])  # type: ignore[misc]
+        return lambda body: adapter.validate_python(body)
+
+    return build
+
+
+def _union(kind: str, *, many: bool) -> Callable[[], Callable[[Any], None]]:
+    """Phone numbers (by ``provider``) or tools (by ``type``), one or a bare array."""
+
+    def build() -> Callable[[Any], None]:
+        if kind == "phone":
+            from vapi.phone_numbers.types import ListPhoneNumbersResponseItem as Item
+
+            discriminator = "provider"
+        else:
+            from vapi.tools.types import ListToolsResponseItem as Item  # type: ignore[assignment]
+
+            discriminator = "type"
+        adapter = _adapter(Item)
+
+        def one(body: Any) -> None:
+            _check_variant(adapter.validate_python(body), body, discriminator)
+
+        def each(body: Any) -> None:
+            if not isinstance(body, list):
+                raise TypeError(f"expected a bare JSON array, got {type(body).__name__}")
+            for item in body:
+                one(item)
+
+        return each if many else one
+
+    return build
+
+
+def _create_call() -> Callable[[Any], None]:
+    types = _types()
+
+    def check(body: Any) -> None:
+        # POST /call answers a Call, or a CallBatchResponse when ``customers[]`` was sent
+        if isinstance(body, dict) and "results" in body:
+            types.CallBatchResponse.model_validate(body)
+        else:
+            types.Call.model_validate(body)
+
+    return check
+
+
+def _responses_event() -> Callable[[Any], None]:
+    types = _types()
+    events: dict[str, Any] = {
+        "response.output_text.delta": types.ResponseTextDeltaEvent,
+        "response.output_text.done": types.ResponseTextDoneEvent,
+        "response.completed": types.ResponseCompletedEvent,
+        "error": types.ResponseErrorEvent,
+    }
+
+    def check(body: Any) -> None:
+        kind = body.get("type") if isinstance(body, dict) else None
+        if kind not in events:
+            raise ValueError(f"unknown Responses SSE event type {kind!r}")
+        events[kind].model_validate(body)
+
+    return check
+
+
+def _crud(path: str, one: Callable[[], Callable[[Any], None]], listing: Callable[[], Callable[[Any], None]],
+          *, patch: bool = True) -> dict[tuple[str, str], Callable[[], Callable[[Any], None]]]:
+    table = {("GET", path): listing, ("POST", path): one, ("GET", f"{path}/{{id}}"): one,
+             ("DELETE", f"{path}/{{id}}"): one}
+    if patch:
+        table[("PATCH", f"{path}/{{id}}")] = one
+    return table
+
+
+_JSON: dict[tuple[str, str], Callable[[], Callable[[Any], None]]] = {
+    **_crud("/call", _model("Call"), _list_of("Call")),
+    ("POST", "/call"): _create_call,
+    **_crud("/assistant", _model("Assistant"), _list_of("Assistant")),
+    **_crud("/squad", _model("Squad"), _list_of("Squad")),
+    **_crud("/phone-number", _union("phone", many=False), _union("phone", many=True)),
+    **_crud("/campaign", _model("Campaign"), _model("CampaignPaginatedResponse")),
+    **_crud("/observability/scorecard", _model("Scorecard"), _model("ScorecardPaginatedResponse")),
+    **_crud("/structured-output", _model("StructuredOutput"), _model("StructuredOutputPaginatedResponse")),
+    **_crud("/tool", _union("tool", many=False), _union("tool", many=True)),
+    **_crud("/chat", _model("Chat"), _model("ChatPaginatedResponse"), patch=False),
+    ("POST", "/analytics"): _list_of("AnalyticsQueryResult"),
+    ("POST", "/chat/responses"): _model("ResponseObject"),
+}
+_SSE: dict[tuple[str, str], Callable[[], Callable[[Any], None]]] = {
+    ("POST", "/chat"): _model("CreateChatStreamResponse"),
+    ("POST", "/chat/responses"): _responses_event,
+}
+
+
+def _check_variant(parsed: Any, body: Any, discriminator: str) -> None:
+    """The union member pydantic picked must be the one the discriminator value names."""
+    if not isinstance(body, dict):
+        raise TypeError(f"expected an object, got {type(body).__name__}")
+    value = getattr(parsed, discriminator, None)
+    if value != body.get(discriminator):
+        raise ValueError(
+            f"{discriminator}={body.get(discriminator)!r} resolved to {type(parsed).__name__} "
+            f"({discriminator}={value!r})"
+        )
+
+
+def _check_error_body(body: Any, status: int) -> str | None:
+    """NestJS error shape: ``{message: str | str[], error: str, statusCode: <the status>}``."""
+    problems: list[str] = []
+    if not isinstance(body, dict):
+        return f"error body for {status} is not an object: {body!r:.200}"
+    message = body.get("message")
+    if not (isinstance(message, str) or (isinstance(message, list) and all(isinstance(m, str) for m in message))):
+        problems.append("message must be a string or a list of strings")
+    if not isinstance(body.get("error"), str):
+        problems.append("error must be a string")
+    if body.get("statusCode") != status:
+        problems.append(f"statusCode {body.get('statusCode')!r} != HTTP status {status}")
+    return f"error body {body!r:.200}: {'; '.join(problems)}" if problems else None
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).replace("\n", " | ")
+    return text[:600]
+
+
+_validators = _Validators()
+
+
+def _observer(served: ServedResponse) -> None:
+    failure = _validators.check(served)
+    if failure is not None:
+        with _lock:
+            _failures.append(failure)
+
+
+def install() -> None:
+    """Register the validating observer once (idempotent); clears nothing."""
+    with _lock:
+        if _observer not in RESPONSE_OBSERVERS:
+            RESPONSE_OBSERVERS.append(_observer)
+
+
+def take_failures() -> list[str]:
+    """Every failure recorded since the last call (including observer crashes), then forget them."""
+    from sandbox.api import take_observer_errors
+
+    with _lock:
+        failures = list(_failures)
+        _failures.clear()
+    return failures + [f"observer crashed: {e}" for e in take_observer_errors()]
+
