@@ -29,12 +29,16 @@ sandbox_app = typer.Typer(help="The embedded simulated Vapi workspace.", no_args
 config_app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
 tools_app = typer.Typer(help="The MCP tool catalogue.", no_args_is_help=True)
 calls_app = typer.Typer(help="Calls and their recordings.", no_args_is_help=True)
+campaign_app = typer.Typer(help="Outbound call campaigns.", no_args_is_help=True)
+squad_app = typer.Typer(help="Squads: several assistants sharing a call.", no_args_is_help=True)
 logs_app = typer.Typer(help="The run log (every run, its tool calls and usage).", invoke_without_command=True)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(config_app, name="config")
 app.add_typer(tools_app, name="tools")
 app.add_typer(calls_app, name="calls")
 app.add_typer(logs_app, name="logs")
+app.add_typer(campaign_app, name="campaign")
+app.add_typer(squad_app, name="squad")
 
 # Filled by main() before typer runs: the common options lifted out of argv.
 COMMON_FLAGS: dict[str, Any] = {}
@@ -107,6 +111,71 @@ def qa_grade(
     params = dict(assistant=assistant, last=last, since=since, metric=metric, threshold=threshold,
                   recordings=recordings, recordings_dir=recordings_dir, out=out, fresh=fresh)
     _run("qa-grade", commands.qa_grade_body(params), commands.qa_grade_render)
+
+
+@campaign_app.command("create")
+def campaign_create(
+    name: str = typer.Option(..., "--name", help="Campaign name."),
+    assistant: str = typer.Option(..., "--assistant", help="Assistant id, or its exact whole name."),
+    phone_number: str = typer.Option(
+        ..., "--phone-number", help='Id, E.164, exact name, or a description like "primary US toll-free".'
+    ),
+    leads: str = typer.Option(..., "--leads", help="CSV with a header: number (required), name, other columns."),
+    region: str = typer.Option("US", "--region", help="Region for national numbers in the CSV."),
+    start: str | None = typer.Option(None, "--start", help="Earliest start, ISO 8601 (default now)."),
+    max_duration: str | None = typer.Option(None, "--max-duration", help="Stop dialling after this long (2h)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and create nothing."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse the run if any CSV row is invalid."),
+) -> None:
+    """Plan, confirm and create an outbound campaign (exactly once)."""
+    from workflows import commands
+
+    params = dict(name=name, assistant=assistant, phone_number=phone_number, leads=leads, region=region,
+                  start=start, max_duration=max_duration, dry_run=dry_run, strict=strict)
+    _run("campaign.create", commands.campaign_create_body(params), commands.campaign_create_render)
+
+
+@campaign_app.command("status")
+def campaign_status(
+    campaign_id: str = typer.Argument(..., help="Campaign id."),
+    watch: bool = typer.Option(False, "--watch", help="Follow the campaign until it ends."),
+    interval: float = typer.Option(2.0, "--interval", help="Seconds between checks with --watch."),
+) -> None:
+    """Show a campaign's counters (and follow it with --watch)."""
+    from workflows import commands
+
+    _run("campaign.status", commands.campaign_status_body(campaign_id, watch, interval),
+         commands.campaign_status_render)
+
+
+@campaign_app.command("list")
+def campaign_list() -> None:
+    """List campaigns."""
+    from workflows import commands
+
+    _run("campaign.list", commands.campaign_list_body(), commands.campaign_list_render)
+
+
+@campaign_app.command("cancel")
+def campaign_cancel(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
+    """Cancel a campaign (destructive: an interactive yes, or --allow update_a_vapi_campaign_by_id)."""
+    from workflows import commands
+
+    _run("campaign.cancel", commands.campaign_cancel_body(campaign_id), commands.print_result_line)
+
+
+@squad_app.command("create")
+def squad_create(
+    name: str = typer.Option(..., "--name", help="Squad name."),
+    member: list[str] = typer.Option(..., "--member", help="Assistant id or exact name (repeatable; first starts)."),
+    route: list[str] = typer.Option([], "--route", help='"FROM -> TO: when ..." (repeatable).'),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the squad and create nothing."),
+) -> None:
+    """Create a squad whose members transfer to each other by name."""
+    from workflows import commands
+
+    params = dict(name=name, members=list(member), routes=list(route), dry_run=dry_run)
+    _run("squad.create", commands.squad_create_body(params), commands.squad_create_render)
 
 
 @app.command("ask")
@@ -223,7 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     COMMON_FLAGS.clear()
     COMMON_FLAGS.update(flags)
     try:
-        app(args=rest, prog_name="vapi-agent", standalone_mode=False)
+        # Without standalone mode, typer *returns* the code of a typer.Exit raised by a command
+        # (it does not re-raise it): that return value is the command's exit code.
+        code = app(args=rest, prog_name="vapi-agent", standalone_mode=False)
+        if isinstance(code, int):
+            return code
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except AgentError as exc:

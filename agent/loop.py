@@ -60,7 +60,7 @@ class LocalTool:
     description: str
     parameters: dict[str, Any]
     handler: Callable[[dict[str, Any]], Awaitable[Any]]
-    access: Access = Access.READ
+    access: Access = Access.READ  # for visibility only: hidden under read-only unless READ
 
     def param(self) -> dict[str, Any]:
         """The chat-completions tool parameter."""
@@ -198,11 +198,12 @@ async def run_agent(
         emit(AgentEvent("tool_start", {"name": call.name, "arguments": record["arguments"]}))
         try:
             if call.name in locals_by_name:
-                tool = locals_by_name[call.name]
-                approval = await gate.check(call.name, args) if tool.access is not Access.READ else None
-                record["approved_by"] = approval.approved_by if approval else "read"
-                value = await tool.handler(args)
+                # A local tool's own writes go through Hub.call, which gates each one: no second prompt here.
+                before = len(rt.hub.records)
+                value = await locals_by_name[call.name].handler(args)
                 record["ok"] = True
+                approvals = [r.approved_by for r in rt.hub.records[before:] if r.access != Access.READ.value]
+                record["approved_by"] = approvals[-1] if approvals else "read"
                 text = redact(json.dumps(value, default=str, ensure_ascii=False))
                 return text[: limits.result_cap], record, None
             if call.name not in tool_map:

@@ -115,10 +115,17 @@ class WriteGate:
         """Whether the model may see this tool: under read-only, writes are removed from its view."""
         return not self.read_only or self.access_of(name) is Access.READ
 
-    async def check(self, name: str, arguments: Mapping[str, Any] | None = None) -> Approval:
-        """Approve the call or raise ``ApprovalRequired`` (exit 5) naming what would have run."""
+    async def check(self, name: str, arguments: Mapping[str, Any] | None = None, *,
+                    at_least: Access | None = None) -> Approval:
+        """Approve the call or raise ``ApprovalRequired`` (exit 5) naming what would have run.
+
+        ``at_least`` lets a workflow treat a call more strictly than its name says (cancelling a
+        campaign is an update by name but destructive in effect); it can never loosen.
+        """
         real, real_args = effective_call(name, arguments)
         access = classify(real, self.annotations_of(real))
+        if at_least is not None and _RANK[at_least] > _RANK[access]:
+            access = at_least
         if access is Access.READ:
             return Approval(real, access, "read")
         if self.read_only:

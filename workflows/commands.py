@@ -43,3 +43,195 @@ def qa_grade_render(outcome: Outcome, ctx: CommandContext) -> None:
     render_terminal(outcome.result, Console())
     for error in outcome.errors:
         ctx.notice(f"note: {error['message']}")
+
+
+# ---------------------------------------------------------------- campaigns
+def _plan_printer(ctx: CommandContext) -> Any:
+    """Show a campaign plan on stderr (stdout is for the result or the envelope)."""
+
+    def show(plan: Any) -> None:
+        data = plan.to_dict()
+        est = data["estimate"]
+        estimate = "unknown (no call history)" if est["total_usd"] is None else (
+            f"${est['total_usd']:.2f} (${est['per_call_usd']:.4f} x {data['leads']['accepted']} leads, "
+            f"from {est['basis_calls']} recent calls)")
+        lines = [
+            f"Campaign {data['name']!r}",
+            f"  assistant:    {data['assistant']['name']} ({data['assistant']['id']})",
+            f"  phone number: {data['phone_number']['name']} {data['phone_number']['number']}",
+            f"  leads:        {data['leads']['accepted']} accepted, {len(data['leads']['rejected'])} rejected, "
+            f"{len(data['leads']['duplicates'])} duplicates removed",
+            f"  window:       {data['window']['earliest_at']} -> {data['window']['latest_at'] or 'open'}",
+            f"  estimate:     {estimate}",
+        ]
+        lines += [f"  rejected line {r['line']}: {r['reason']}" for r in data["leads"]["rejected"]]
+        lines += [f"  warning: {w}" for w in data["warnings"]]
+        for line in lines:
+            ctx.notice(line)
+
+    return show
+
+
+def campaign_create_body(params: dict[str, Any]) -> Body:
+    """``campaign create``."""
+
+    async def body(ctx: CommandContext) -> Outcome:
+        from agent.runtime import open_runtime
+        from workflows import campaign
+
+        async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice) as rt:
+            result = await campaign.create(rt, campaign.CampaignParams(**params),
+                                           show_plan=None if ctx.settings.json else _plan_printer(ctx))
+        return Outcome(result=result)
+
+    return body
+
+
+def campaign_create_render(outcome: Outcome, ctx: CommandContext) -> None:
+    """One line: created (id, status) or the dry-run note."""
+    result = outcome.result
+    if result.dry_run:
+        print("dry run: nothing was created")
+    else:
+        print(f"created campaign {result.campaign.get('id')} ({result.campaign.get('status')})")
+
+
+def campaign_list_body() -> Body:
+    """``campaign list``."""
+
+    async def body(ctx: CommandContext) -> Outcome:
+        from agent.runtime import open_runtime
+        from workflows.campaign import counters
+
+        async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, store=None) as rt:
+            campaigns = await rt.vapi.list_campaigns()
+        rows = [{"id": c.get("id"), "name": c.get("name"), "status": c.get("status"),
+                 "created_at": c.get("createdAt"), **counters(c)} for c in campaigns]
+        return Outcome(result={"campaigns": rows})
+
+    return body
+
+
+def campaign_list_render(outcome: Outcome, ctx: CommandContext) -> None:
+    """A table of campaigns."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="campaigns")
+    for column in ("id", "name", "status", "ended", "customers", "created"):
+        table.add_column(column)
+    for c in outcome.result["campaigns"]:
+        table.add_row(str(c["id"]), str(c["name"]), str(c["status"]), str(c["callsCounterEnded"]),
+                      str(c["customers"]), str(c["created_at"] or ""))
+    Console().print(table)
+
+
+def campaign_status_body(campaign_id: str, watch: bool, interval: float) -> Body:
+    """``campaign status ID [--watch]``: counters; with --watch, follow it to its end."""
+
+    async def body(ctx: CommandContext) -> Outcome:
+        import asyncio
+
+        from agent.runtime import open_runtime
+        from workflows.campaign import counters, is_final, status
+
+        async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, store=None) as rt:
+            current = await status(rt, campaign_id)
+            bar = _CampaignBar(rt.show_progress and watch)
+            with bar:
+                while watch and not is_final(current):
+                    bar.update(current)
+                    await asyncio.sleep(interval)
+                    current = await status(rt, campaign_id)
+                bar.update(current)
+        return Outcome(result={"id": current.get("id"), "name": current.get("name"), "status": current.get("status"),
+                               "ended_reason": current.get("endedReason"), "counters": counters(current)})
+
+    return body
+
+
+class _CampaignBar:
+    """A rich progress bar of ended calls over customers (only for a person at a terminal)."""
+
+    def __init__(self, show: bool) -> None:
+        self._bar: Any = None
+        if show:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self._bar = Progress(console=Console(stderr=True), transient=True)
+            self._task = self._bar.add_task("campaign", total=None)
+
+    def __enter__(self) -> _CampaignBar:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def update(self, campaign: dict[str, Any]) -> None:
+        if self._bar is None:
+            return
+        from workflows.campaign import counters
+
+        c = counters(campaign)
+        self._bar.update(self._task, total=c["customers"] or None, completed=c["callsCounterEnded"],
+                         description=f"{campaign.get('status')}: {c['callsCounterInProgress']} in progress")
+
+
+def campaign_status_render(outcome: Outcome, ctx: CommandContext) -> None:
+    """Status and counters."""
+    r = outcome.result
+    c = r["counters"]
+    print(f"{r['name']} ({r['id']}): {r['status']}" + (f", {r['ended_reason']}" if r["ended_reason"] else ""))
+    print(f"  scheduled {c['callsCounterScheduled']}, queued {c['callsCounterQueued']}, in progress "
+          f"{c['callsCounterInProgress']}, ended {c['callsCounterEnded']} (voicemail "
+          f"{c['callsCounterEndedVoicemail']}) of {c['customers']} customers")
+
+
+def campaign_cancel_body(campaign_id: str) -> Body:
+    """``campaign cancel ID``: destructive, so it needs an interactive yes or --allow."""
+
+    async def body(ctx: CommandContext) -> Outcome:
+        from agent.runtime import open_runtime
+        from workflows.campaign import cancel
+
+        async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice) as rt:
+            campaign = await cancel(rt, campaign_id)
+        return Outcome(result={"id": campaign.get("id"), "status": campaign.get("status")})
+
+    return body
+
+
+# ---------------------------------------------------------------- squads
+def squad_create_body(params: dict[str, Any]) -> Body:
+    """``squad create``."""
+
+    async def body(ctx: CommandContext) -> Outcome:
+        import json
+
+        from agent.runtime import open_runtime
+        from workflows import squad
+
+        def show(body_: dict[str, Any]) -> None:
+            if not ctx.settings.json:
+                ctx.notice("Squad to create:\n" + json.dumps(body_, indent=2, ensure_ascii=False))
+
+        async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice) as rt:
+            result = await squad.create(rt, squad.SquadParams(**params), show_plan=show)
+        return Outcome(result=result)
+
+    return body
+
+
+def squad_create_render(outcome: Outcome, ctx: CommandContext) -> None:
+    """One line."""
+    result = outcome.result
+    print("dry run: nothing was created" if result.dry_run else f"created squad {result.squad.get('id')}")
+
+
+def print_result_line(outcome: Outcome, ctx: CommandContext) -> None:
+    """Generic: ``key: value`` of a flat result."""
+    print(", ".join(f"{k}: {v}" for k, v in outcome.result.items()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.loop import LocalTool
+from agent.policy import Access
 from agent.runtime import Runtime
 
 
@@ -42,6 +43,69 @@ def qa_grade_tool(rt: Runtime) -> LocalTool:
     )
 
 
+
+
+def campaign_tool(rt: Runtime) -> LocalTool:
+    """``campaign_create``: the campaign workflow (dry run by default: the plan, nothing created)."""
+
+    async def handler(args: dict[str, Any]) -> dict[str, Any]:
+        from workflows import campaign
+
+        params = campaign.CampaignParams(**{k: v for k, v in args.items() if v is not None})
+        return (await campaign.create(rt, params)).to_dict()
+
+    return LocalTool(
+        name="campaign_create",
+        description=(
+            "Plan (dry_run true) or create an outbound call campaign from a leads CSV file: resolves the "
+            "assistant and the phone number (id, E.164, name, or a description like 'primary US toll-free'), "
+            "validates the leads, estimates the cost. Always do a dry run first and show the plan to the user."
+        ),
+        parameters={
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"}, "assistant": {"type": "string"},
+                "phone_number": {"type": "string"}, "leads": {"type": "string", "description": "CSV file path"},
+                "region": {"type": "string"}, "start": {"type": "string", "description": "ISO 8601"},
+                "max_duration": {"type": "string", "description": "e.g. 2h"},
+                "dry_run": {"type": "boolean", "description": "true: plan only (default)"},
+                "strict": {"type": "boolean"},
+            },
+            "required": ["name", "assistant", "phone_number", "leads"],
+            "additionalProperties": False,
+        },
+        handler=lambda args: handler({"dry_run": True, **args}),
+        access=Access.WRITE,
+    )
+
+
+def squad_tool(rt: Runtime) -> LocalTool:
+    """``squad_create``: build (dry_run) or create a squad from member names and routes."""
+
+    async def handler(args: dict[str, Any]) -> dict[str, Any]:
+        from workflows import squad
+
+        params = squad.SquadParams(name=args["name"], members=list(args.get("members") or []),
+                                   routes=list(args.get("routes") or []), dry_run=bool(args.get("dry_run", True)))
+        return (await squad.create(rt, params)).to_dict()
+
+    return LocalTool(
+        name="squad_create",
+        description=("Create a squad of assistants that transfer calls to each other by name. members: assistant "
+                     "ids or exact names, the first starts the call; routes: 'FROM -> TO: when ...'."),
+        parameters={
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "members": {"type": "array", "items": {"type": "string"}},
+                           "routes": {"type": "array", "items": {"type": "string"}},
+                           "dry_run": {"type": "boolean", "description": "true: show the body only (default)"}},
+            "required": ["name", "members"],
+            "additionalProperties": False,
+        },
+        handler=handler,
+        access=Access.WRITE,
+    )
+
+
 def workflow_tools(rt: Runtime) -> list[LocalTool]:
     """Every workflow tool the chat agent gets."""
-    return [qa_grade_tool(rt)]
+    return [qa_grade_tool(rt), campaign_tool(rt), squad_tool(rt)]

@@ -86,14 +86,14 @@ class Hub:
         raise ToolError(f"no connection named {server}")
 
     async def call(self, name: str, arguments: dict[str, Any] | None = None, *,
-                   timeout: float | None = None) -> ToolOutput:
+                   timeout: float | None = None, at_least: Access | None = None) -> ToolOutput:
         """Gate, then dispatch one tool call by public name; records it and counts usage."""
         tool = self.tool(name)
         args = dict(arguments or {})
         record = CallRecord(name=name, arguments=redact_data(args), ok=False, approved_by=None,
                             access=self.access(name, args).value)
         try:
-            approval = await self.gate.check(name, args)
+            approval = await self.gate.check(name, args, at_least=at_least)
             record.approved_by = approval.approved_by
             self.usage.tool_calls += 1
             output = await self._connection(tool.server).call(
