@@ -84,11 +84,11 @@ def sandbox_ground_truth(ctx: typer.Context) -> None:
     raise typer.Exit(sandbox_main(["ground-truth", *ctx.args]))
 
 
-def _run(workflow: str, body: Any, render: Any = None) -> None:
+def _run(workflow: str, body: Any, render: Any = None, *, lock: bool = False, deadline_inside: bool = False) -> None:
     """Run one library coroutine through the command runner and exit with its code."""
     from agent.runner import run_command
 
-    raise typer.Exit(run_command(workflow, _settings(), body, render))
+    raise typer.Exit(run_command(workflow, _settings(), body, render, lock=lock, deadline_inside=deadline_inside))
 
 
 @app.command("qa-grade")
@@ -110,7 +110,7 @@ def qa_grade(
 
     params = dict(assistant=assistant, last=last, since=since, metric=metric, threshold=threshold,
                   recordings=recordings, recordings_dir=recordings_dir, out=out, fresh=fresh)
-    _run("qa-grade", commands.qa_grade_body(params), commands.qa_grade_render)
+    _run("qa-grade", commands.qa_grade_body(params), commands.qa_grade_render, lock=True)
 
 
 @campaign_app.command("create")
@@ -132,7 +132,7 @@ def campaign_create(
 
     params = dict(name=name, assistant=assistant, phone_number=phone_number, leads=leads, region=region,
                   start=start, max_duration=max_duration, dry_run=dry_run, strict=strict)
-    _run("campaign.create", commands.campaign_create_body(params), commands.campaign_create_render)
+    _run("campaign.create", commands.campaign_create_body(params), commands.campaign_create_render, lock=True)
 
 
 @campaign_app.command("status")
@@ -175,7 +175,7 @@ def squad_create(
     from workflows import commands
 
     params = dict(name=name, members=list(member), routes=list(route), dry_run=dry_run)
-    _run("squad.create", commands.squad_create_body(params), commands.squad_create_render)
+    _run("squad.create", commands.squad_create_body(params), commands.squad_create_render, lock=True)
 
 
 @app.command("ask")
@@ -184,14 +184,14 @@ def ask(
     max_turns: int = typer.Option(20, "--max-turns", help="Model turns before a final answer is forced."),
     max_tool_calls: int = typer.Option(60, "--max-tool-calls", help="Tool calls before a final answer is forced."),
     max_cost: float | None = typer.Option(None, "--max-cost", help="Stop when the run has cost this many USD."),
-    deadline: str | None = typer.Option(None, "--deadline", help="Stop after this long (90s, 5m)."),
     price: str | None = typer.Option(None, "--price", help="Model price IN,OUT in USD per 1M tokens."),
 ) -> None:
     """Ask in plain words; the model drives the MCP tools and answers."""
     from agent import commands
 
-    options = commands.AskOptions(prompt, max_turns, max_tool_calls, max_cost, deadline, price)
-    _run("ask", commands.ask_body(options), commands.ask_render)
+    options = commands.AskOptions(prompt, max_turns, max_tool_calls, max_cost, price)
+    # ask stops itself at --deadline (a final answer and a partial envelope), so the runner does not.
+    _run("ask", commands.ask_body(options), commands.ask_render, deadline_inside=True)
 
 
 @tools_app.command("list")

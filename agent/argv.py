@@ -37,6 +37,7 @@ COMMON_OPTIONS: tuple[CommonOption, ...] = (
     CommonOption(("--allow",), "allow", True, True, help="approve this tool, destructive ones included (repeatable)"),
     CommonOption(("--tools",), "tools", True, True, help="only tools matching these globs (comma-separated)"),
     CommonOption(("--exclude-tools",), "exclude_tools", True, True, help="hide tools matching these globs"),
+    CommonOption(("--deadline",), "deadline", True, help="stop with exit 6 after this long (90s, 10m, 1h)"),
     CommonOption(("--json",), "json", help="print exactly one JSON envelope on stdout"),
     CommonOption(("--verbose", "-v"), "verbose", repeatable=True, help="more logging on stderr (repeatable)"),
     CommonOption(("--debug",), "debug", help="debug logging and tracebacks"),

@@ -28,7 +28,6 @@ class AskOptions:
     max_turns: int = 20
     max_tool_calls: int = 60
     max_cost: float | None = None
-    deadline: str | None = None
     price: str | None = None
 
 
@@ -62,15 +61,12 @@ def ask_body(options: AskOptions, *, model: Any = None, sandbox: Any = None) -> 
         from agent.loop import AgentEvent, Limits, run_agent
         from agent.model import price_for, require_model
         from agent.runtime import open_runtime
-        from workflows.steps import parse_duration
-
         prompt = read_prompt(options.prompt)
         if model is None:
             require_model(ctx.settings)
         price = parse_price(options.price)
-        deadline = parse_duration(options.deadline, option="--deadline").total_seconds() if options.deadline else None
         limits = Limits(max_turns=options.max_turns, max_tool_calls=options.max_tool_calls,
-                        max_cost=options.max_cost, deadline=deadline)
+                        max_cost=options.max_cost, deadline=ctx.settings.deadline)
         streaming = not ctx.settings.json and sys.stdout.isatty()
 
         def show(event: AgentEvent) -> None:
@@ -182,7 +178,7 @@ def calls_list_body(assistant: str, since: str | None, limit: int) -> Body:
         from datetime import UTC, datetime
 
         from agent.runtime import open_runtime
-        from workflows.steps import parse_duration
+        from agent.timeparse import parse_duration
 
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, store=None) as rt:
             found = await rt.vapi.resolve_assistant(assistant)

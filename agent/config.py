@@ -38,6 +38,7 @@ ENV_VARS: dict[str, str] = {
     "max_wait_per_request": "VAPI_AGENT_MAX_WAIT_PER_REQUEST",
     "max_wait_per_run": "VAPI_AGENT_MAX_WAIT_PER_RUN",
     "concurrency": "VAPI_AGENT_CONCURRENCY",
+    "deadline": "VAPI_AGENT_DEADLINE",
     "truto_api_token": "TRUTO_API_TOKEN",
     "vapi_api_key": "VAPI_API_KEY",
     "openai_api_key": "OPENAI_API_KEY",
@@ -70,6 +71,7 @@ class Settings:
     max_wait_per_request: float = 120.0
     max_wait_per_run: float = 900.0
     concurrency: int = 8
+    deadline: float | None = None
     truto_api_token: str | None = None
     vapi_api_key: str | None = None
     openai_api_key: str | None = None
@@ -134,7 +136,11 @@ def _coerce(name: str, value: Any) -> Any:
             raise ValueError(value)
         if kind == "int":
             return int(value)
-        if kind == "float":
+        if kind in ("float", "float | None"):
+            if name == "deadline" and isinstance(value, str):
+                from agent.timeparse import parse_duration
+
+                return parse_duration(value, option="--deadline").total_seconds()
             return float(value)
         if kind.startswith("tuple"):
             if isinstance(value, str):

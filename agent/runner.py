@@ -71,15 +71,23 @@ def run_command(
     render: Callable[[Outcome, CommandContext], None] | None = None,
     *,
     stdout: TextIO | None = None,
+    lock: bool = False,
+    deadline_inside: bool = False,
 ) -> int:
-    """Run ``body`` and report it; returns the process exit code."""
+    """Run ``body`` and report it; returns the process exit code.
+
+    The cron contract lives here, once for every command: logs on stderr, no prompt without a TTY
+    (``agent.runtime``), ``--deadline`` (exit 6; temporary files are removed as the cancellation
+    unwinds, so no partial file is left), and with ``lock`` one run per job at a time (exit 7).
+    """
     out = stdout or sys.stdout
     configure_logging(settings)
     ctx = CommandContext(workflow=workflow, settings=settings)
     envelope = Envelope(workflow=workflow, usage=ctx.usage)
     exit_code = 0
     try:
-        outcome = asyncio.run(body(ctx))
+        deadline = None if deadline_inside else settings.deadline
+        outcome = asyncio.run(_guarded(workflow, settings, body(ctx), lock, deadline))
         result = outcome.result
         envelope.result = result.to_dict() if hasattr(result, "to_dict") else result
         envelope.status, envelope.errors = outcome.status, outcome.errors
@@ -104,6 +112,25 @@ def run_command(
     if settings.json:
         print(envelope.dumps(), file=out, flush=True)
     return exit_code
+
+
+async def _guarded(workflow: str, settings: Settings, work: Awaitable[Outcome], lock: bool,
+                   deadline: float | None) -> Outcome:
+    """Apply the job lock and the deadline around one command body."""
+    from contextlib import nullcontext
+
+    from agent.errors import BudgetExceeded
+    from agent.joblock import job_key, job_lock
+
+    guard = job_lock(job_key(sys.argv[1:] or [workflow]), label=workflow) if lock else nullcontext()
+    with guard:
+        if deadline is None:
+            return await work
+        try:
+            return await asyncio.wait_for(work, timeout=deadline)
+        except TimeoutError:
+            raise BudgetExceeded(f"{workflow} did not finish within the --deadline of {deadline:g} s",
+                                 hint="raise --deadline; nothing partial was written") from None
 
 
 def _as_agent_error(exc: BaseException) -> AgentError | None:

@@ -16,9 +16,9 @@ from typing import Any
 from agent.errors import ConfigError
 from agent.policy import Access
 from agent.runtime import Runtime
+from agent.timeparse import parse_duration
 from workflows.leads import Leads, read_leads
 from workflows.phone import resolve_phone_number
-from workflows.steps import parse_duration
 
 ESTIMATE_BASIS_CALLS = 50
 FINAL_STATUSES = ("ended", "cancelled", "archived")

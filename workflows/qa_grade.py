@@ -17,9 +17,10 @@ from agent.errors import ConfigError, ToolError
 from agent.media import download_recording
 from agent.model import ModelTurn, cost_of
 from agent.runtime import Runtime
+from agent.timeparse import parse_duration
 from workflows.qa_analysis import analyse_call
 from workflows.qa_metric import Metric, resolve_metric
-from workflows.steps import gather_limited, parse_duration
+from workflows.steps import gather_limited
 
 RECORDING_CHOICES = ("failing", "all", "none")
 

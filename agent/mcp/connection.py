@@ -8,6 +8,7 @@ the governor sit *below* the MCP session, per HTTP request (never around ``call_
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -31,6 +32,11 @@ INVALID_PARAMS = -32602
 METHOD_NOT_FOUND = -32601
 
 HttpClientFactory = Callable[[ServerSpec], Any]  # returns an httpx2.AsyncClient
+
+
+def _is_control(exc: BaseException) -> bool:
+    """Cancellation, Ctrl-C and exits must propagate untouched (a deadline cancels the whole run)."""
+    return any(isinstance(leaf, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)) for leaf in _leaves(exc))
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -152,7 +158,7 @@ class Connection:
             self._client = await stack.enter_async_context(client)
         except BaseException as exc:
             await stack.aclose()
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            if _is_control(exc):
                 raise
             raise map_exception(exc, spec=self.spec, tool=None, is_write=False) from None
         self._stack = stack
@@ -194,7 +200,7 @@ class Connection:
                     break
                 seen.add(cursor)
         except BaseException as exc:
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            if _is_control(exc):
                 raise
             raise map_exception(exc, spec=self.spec, tool=None, is_write=False) from None
         self._tools = tools
@@ -219,7 +225,7 @@ class Connection:
                     result = await self._client.call_tool(name, arguments or {}, read_timeout_seconds=timeout)
                 return decode_result(name, result)
             except BaseException as exc:
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                if _is_control(exc):
                     raise
                 leaf = _leaves(exc)[0]
                 data = getattr(leaf, "data", None)

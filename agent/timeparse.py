@@ -1,0 +1,27 @@
+"""Human durations on the command line: ``90s``, ``15m``, ``2h``, ``7d``, ``2w``, ``1h30m``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from agent.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|m|min|mins|h|hr|hrs|d|day|days|w|wk|wks|weeks?)\s*$", re.I)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, *, option: str = "duration") -> timedelta:
+    """``90s``, ``15m``, ``2h``, ``7d``, ``2w`` (also ``1h30m``) -> timedelta; anything else is exit 2."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([a-zA-Z]+)", text or "")
+    if not parts or re.sub(r"[\d.\sa-zA-Z]", "", text):
+        raise ConfigError(f"{option} {text!r} is not a duration", hint="use e.g. 90s, 15m, 2h, 7d or 2w")
+    total = 0.0
+    for number, unit in parts:
+        match = _DURATION.match(number + unit)
+        if not match:
+            raise ConfigError(f"{option} {text!r} is not a duration", hint="use e.g. 90s, 15m, 2h, 7d or 2w")
+        total += float(number) * _UNIT_SECONDS[match.group(2)[0].lower()]
+    if total <= 0:
+        raise ConfigError(f"{option} {text!r} must be positive")
+    return timedelta(seconds=total)
