@@ -61,18 +61,26 @@ def _tty_prompt() -> Any:
 
 
 class _RoutingTransport:
-    """Media requests to the in-process sandbox's origin go to its ASGI app; the rest to the network."""
+    """Media requests to the in-process sandbox's hosts go to its ASGI app; the rest to the network.
+
+    The sandbox serves signed storage under another host name (``storage.sandbox.localhost``) so
+    that, as with Vapi's real storage host, a redirect to it crosses hosts.
+    """
 
     def __init__(self, origin: str, app: Any) -> None:
+        from urllib.parse import urlsplit
+
         import httpx2
 
-        self._origin = origin.rstrip("/")
+        self._host = urlsplit(origin).hostname or ""
         self._local = httpx2.ASGITransport(app=app)
         self._network = httpx2.AsyncHTTPTransport()
 
+    def _is_local(self, host: str) -> bool:
+        return host == self._host or host.endswith("." + self._host)
+
     async def handle_async_request(self, request: Any) -> Any:
-        url = str(request.url)
-        target = self._local if url.startswith(self._origin + "/") else self._network
+        target = self._local if self._is_local(request.url.host) else self._network
         return await target.handle_async_request(request)
 
     async def aclose(self) -> None:

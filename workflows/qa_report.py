@@ -60,8 +60,15 @@ def render_terminal(result: QAResult, console: Any) -> None:
         table.add_row(call["id"][:8], str(call.get("started_at") or "")[:19], _value(call["value"]),
                       "[red]yes[/red]" if call["failed"] else "no", recording)
     console.print(table)
+    skipped = any(e["code"] == "analysis_skipped" for e in result.errors)
     for call in result.failing:
         console.print(f"\n[bold]{call['id']}[/bold] ({_value(call['value'])})")
+        if call.get("recording"):
+            rec = call["recording"]
+            length = f", {rec['duration_seconds']:.0f} s" if rec.get("duration_seconds") else ""
+            console.print(f"  recording: {rec['path']} ({rec['bytes']:,} bytes{length})")
+        if not call["findings"] and skipped:
+            console.print("  [dim]not analysed: no model configured[/dim]")
         for finding in call["findings"]:
             console.print(f"  {finding['at_seconds']:.1f}s “{finding['quote']}”\n    {finding['problem']}\n"
                           f"    → {finding['recommendation']}")
