@@ -269,7 +269,7 @@ def _calendar_floor(wall: pd.DatetimeIndex, step: str) -> pd.DatetimeIndex:
     if step == "day":
         return days
     if step == "week":
-        return days - pd.to_timedelta(wall.dayofweek, unit="D")
+        return days - pd.to_timedelta(wall.day_of_week, unit="D")
     year, month = wall.year.to_numpy(), wall.month.to_numpy()
     if step == "month":
         return _dates(year, month)
@@ -287,7 +287,7 @@ def _calendar_floor(wall: pd.DatetimeIndex, step: str) -> pd.DatetimeIndex:
 
 
 def _dates(year: np.ndarray, month: np.ndarray) -> pd.DatetimeIndex:
-    return pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": 1}))
+    return pd.DatetimeIndex(pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": 1})))
 
 
 def frame_from_records(records: list[dict[str, Any]]) -> pd.DataFrame:

@@ -138,7 +138,7 @@ def draw(
     seconds = np.where(reason == R_EXCEEDED, 240.0, seconds)
     seconds = np.where(failing, np.maximum(seconds, EMPATHY_MIN_CALL_SECONDS + 5), seconds)
     seconds = np.select([reason == R_VOICEMAIL, reason == R_NO_ANSWER, reason == R_BUSY],
-                        [rng.uniform(28, 45, n), rng.uniform(18, 32, n), rng.uniform(2, 6, n)], seconds)
+                        [rng.uniform(30, 45, n), rng.uniform(18, 32, n), rng.uniform(2, 6, n)], seconds)
     duration_ms = np.round(seconds * 1000).astype(np.int32)
     tail_ms = np.round(np.where(ending == _ENDING_CODE["voicemail"], 1200, tail * 1000)).astype(np.int32)
 

@@ -154,6 +154,7 @@ def variables(rng: random.Random, when: datetime, first: str, last: str, agent: 
     plan, price, new_price = rng.choice(PLANS)
 
     def day(delta: int) -> datetime:
+        """``when`` moved by ``delta`` days."""
         return when + timedelta(days=delta)
 
     future = day(rng.randint(2, 9))

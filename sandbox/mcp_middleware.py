@@ -140,8 +140,9 @@ def parse_rpc(body: bytes) -> RpcInfo:
         data = data[0]
     if not isinstance(data, dict):
         return RpcInfo()
-    method = data.get("method") if isinstance(data.get("method"), str) else None
-    params = data.get("params") if isinstance(data.get("params"), dict) else {}
+    raw_method, raw_params = data.get("method"), data.get("params")
+    method = raw_method if isinstance(raw_method, str) else None
+    params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
     if method != "tools/call":
         return RpcInfo(method)
     tool = params.get("name") if isinstance(params.get("name"), str) else None

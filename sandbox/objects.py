@@ -58,6 +58,7 @@ def bounds_ms(gt: datetime | None, lt: datetime | None, ge: datetime | None, le:
 
 
 def within(value: int, lo: int | None, hi: int | None) -> bool:
+    """Whether ``value`` lies in ``[lo, hi)`` (a missing bound is open)."""
     return (lo is None or value >= lo) and (hi is None or value < hi)
 
 

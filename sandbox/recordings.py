@@ -2,12 +2,13 @@
 
 Three pieces, all per sandbox (state lives in a ``RecordingVault`` found by ``vault_for(sandbox)``):
 
-- **Signed storage URLs** ``/_storage/<callId>/<kind>.wav?X-Amz-...&X-Amz-Signature=<hmac hex>``
-  mimic S3 presigned URLs (same query names, so secret scrubbers that look for ``X-Amz-Signature``
-  work on them). The HMAC key comes from a per-sandbox random secret, never from the API key. The
-  storage route refuses a request that also carries ``Authorization`` (a real S3 presigned URL does:
-  "only one auth mechanism allowed"), answers S3-style XML 403 on a bad or expired signature, and
-  otherwise serves the WAV bytes.
+- **Signed storage URLs** ``/_storage/<callId>/<kind>.wav?X-Amz-...&X-Amz-Signature=<hmac hex>``,
+  served on ``storage_origin(public_url)`` (the same server under another host name), mimic S3
+  presigned URLs (same query names, so secret scrubbers that look for ``X-Amz-Signature`` work).
+  The HMAC key comes from a per-sandbox random secret, never from the API key. The storage route
+  refuses a request that also carries ``Authorization`` (a real S3 presigned URL does: "only one
+  auth mechanism allowed"), answers S3-style XML 403 on a bad or expired signature, and otherwise
+  serves the WAV bytes.
 - **``GET /call/{id}/<kind>-recording``** (Bearer auth) answers 302 with a freshly signed URL.
 - **Short links** ``/_links/<opaque>``: what the MCP recording tools hand out
   (``make_recording_link``): valid for ``link_ttl`` seconds, each use answers 302 to a freshly signed
@@ -28,7 +29,7 @@ import threading
 import weakref
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from starlette.responses import Response
 
@@ -115,7 +116,7 @@ class RecordingVault:
                 "X-Amz-Signature": self._storage_signature(call_id, kind, amz_date, expires),
             }
         )
-        url = f"{sandbox.public_url}/_storage/{call_id}/{kind}.{EXTENSIONS[kind]}?{query}"
+        url = f"{storage_origin(sandbox.public_url)}/_storage/{call_id}/{kind}.{EXTENSIONS[kind]}?{query}"
         return url, float(issued + expires)
 
     def redirect_url(self, call_id: str, kind: str) -> str:
@@ -209,6 +210,28 @@ def vault_for(sandbox: Sandbox) -> RecordingVault:
         if vault is None:
             vault = _vaults[sandbox] = RecordingVault(sandbox)
         return vault
+
+
+def storage_origin(public_url: str) -> str:
+    """The origin signed storage URLs live on: the API's own server under *another host name*.
+
+    On Vapi, presigned URLs point at a storage host, not at api.vapi.ai, so HTTP clients following
+    the 302 drop the ``Authorization`` header (httpx does on a cross-host redirect), which the
+    storage refuses. The sandbox keeps that property: ``127.0.0.1`` <-> ``localhost`` (same
+    server, same port) and ``x.localhost`` -> ``storage.x.localhost``; any other host is kept.
+    """
+    parts = urlsplit(public_url)
+    host = parts.hostname or ""
+    if host == "127.0.0.1":
+        other = "localhost"
+    elif host == "localhost":
+        other = "127.0.0.1"
+    elif host.endswith(".localhost") and not host.startswith("storage."):
+        other = f"storage.{host}"
+    else:
+        return public_url.rstrip("/")
+    netloc = other if parts.port is None else f"{other}:{parts.port}"
+    return f"{parts.scheme}://{netloc}"
 
 
 def recording_bytes(sandbox: Sandbox, call_id: str, kind: str) -> bytes:

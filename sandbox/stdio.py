@@ -8,6 +8,7 @@ serves, so a stray print cannot corrupt the wire); logs go to stderr. HTTP-only 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -30,10 +31,10 @@ async def serve_stdio(sandbox: Sandbox) -> None:
 def run_stdio(config: SandboxConfig) -> int:
     """Build the sandbox and serve it over stdio; returns the exit code."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sandbox = Sandbox(config)
+    # stdout is the JSON-RPC wire: anything printed while the dataset is built goes to stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        sandbox = Sandbox(config)
     log.info("sandbox ready: %d calls, seed %d", config.calls, config.seed)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         anyio.run(serve_stdio, sandbox)
-    except KeyboardInterrupt:
-        return 0
     return 0

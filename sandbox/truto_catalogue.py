@@ -1,4 +1,4 @@
-"""The Truto-style tool catalogue for Vapi, generated from one resource table.
+"""The Truto-style tool catalogue for Vapi, generated from the resource table in ``truto_resources``.
 
 Truto builds an integration's MCP tools from its documented resources: one tool per
 (resource, method), named ``list_all_vapi_<resources>``, ``get_single_vapi_<singular>_by_id``,
@@ -21,6 +21,8 @@ from typing import Any
 
 import mcp.types as types
 
+from sandbox.truto_resources import CHAT_BODY, ID_PROP, RESOURCES, Prop, Resource, array_prop, prop, string_prop
+
 READ_METHODS = frozenset({"list", "get"})
 WRITE_METHODS = frozenset({"create", "update", "delete"})
 METHOD_GROUPS: dict[str, frozenset[str]] = {
@@ -33,261 +35,6 @@ RECORDING_KINDS = ("mono", "stereo", "customer", "assistant", "video")
 CURSOR_HINT = (
     "Cursor for the next page: pass the next_cursor value from the previous result back unchanged; "
     "omit it for the first page."
-)
-
-
-# ---------------------------------------------------------------- property helpers
-@dataclass(frozen=True)
-class Prop:
-    """One flat input property: its JSON-schema fragment (with description)."""
-
-    name: str
-    schema: dict[str, Any]
-
-
-def _p(name: str, kind: str, description: str, **extra: Any) -> Prop:
-    schema: dict[str, Any] = {"type": kind, "description": description, **extra}
-    if kind == "array" and "items" not in schema:
-        schema["items"] = {"type": "object"}
-    return Prop(name, schema)
-
-
-def _s(name: str, description: str, **extra: Any) -> Prop:
-    return _p(name, "string", description, **extra)
-
-
-def _o(name: str, description: str) -> Prop:
-    return _p(name, "object", description, additionalProperties=True)
-
-
-def _a(name: str, description: str, items: dict[str, Any] | None = None) -> Prop:
-    return _p(name, "array", description, items=items or {"type": "object"})
-
-
-TIME_FILTERS: tuple[Prop, ...] = tuple(
-    _s(f"{field_}{op}", f"Only records whose {field_} is {text} this ISO-8601 timestamp.")
-    for field_ in ("createdAt", "updatedAt")
-    for op, text in (("Gt", "after"), ("Lt", "before"), ("Ge", "at or after"), ("Le", "at or before"))
-)
-SORT_PROPS: tuple[Prop, ...] = (
-    _s("sortOrder", "Sort order, ASC or DESC (default DESC).", enum=["ASC", "DESC"]),
-    _s("sortBy", "Sort key: createdAt, duration or cost.", enum=["createdAt", "duration", "cost"]),
-)
-ID_PROP = _s("id", "The id of the record.")
-
-
-@dataclass(frozen=True)
-class Resource:
-    """One Vapi resource as Truto documents it.
-
-    ``paging`` is ``time`` for Vapi's bare-array lists (paged by ``createdAt``) or ``page`` for
-    ``{results, metadata}`` lists. ``create``/``update`` of ``None`` mean the method does not exist.
-    """
-
-    name: str
-    singular: str
-    path: str
-    paging: str
-    returns: tuple[str, ...]
-    list_query: tuple[Prop, ...] = ()
-    create: tuple[Prop, ...] | None = None
-    create_required: tuple[str, ...] = ()
-    update: tuple[Prop, ...] | None = None
-    delete: bool = True
-    fixed_body: dict[str, Any] = field(default_factory=dict)
-    label: str = ""
-
-
-# ---------------------------------------------------------------- the resource table
-_ASSISTANT_BODY: tuple[Prop, ...] = (
-    _s("name", "Name of the assistant (not unique)."),
-    _s("firstMessage", "What the assistant says first."),
-    _s(
-        "firstMessageMode",
-        "Who speaks first.",
-        enum=[
-            "assistant-speaks-first",
-            "assistant-speaks-first-with-model-generated-message",
-            "assistant-waits-for-user",
-        ],
-    ),
-    _o("model", "LLM config: {provider, model, messages[{role, content}], temperature, toolIds}."),
-    _o("voice", "Voice config: {provider, voiceId}."),
-    _o("transcriber", "Transcriber config: {provider, model, language}."),
-    _s("voicemailMessage", "Message left on voicemail."),
-    _s("endCallMessage", "Message spoken before hanging up."),
-    _a("endCallPhrases", "Phrases that end the call.", {"type": "string"}),
-    _p("maxDurationSeconds", "number", "Maximum call duration in seconds."),
-    _o("metadata", "Free-form metadata."),
-    _o("server", "Server URL config for webhooks: {url, ...}."),
-    _o("analysisPlan", "Post-call analysis plan."),
-    _o("artifactPlan", "Artifact plan: {recordingEnabled, structuredOutputIds, scorecardIds, ...}."),
-)
-_CALL_CREATE: tuple[Prop, ...] = (
-    _s("name", "Name of the call."),
-    _s("assistantId", "Assistant that answers (one of assistantId, assistant, squadId, squad)."),
-    _o("assistant", "Transient assistant config."),
-    _o("assistantOverrides", "Overrides for the assistant, e.g. {variableValues: {...}}."),
-    _s("squadId", "Squad that answers."),
-    _o("squad", "Transient squad config."),
-    _o("squadOverrides", "Overrides for the squad."),
-    _s("phoneNumberId", "Phone number to call from."),
-    _o("customer", "Customer to call: {number (E.164), name, ...}."),
-    _s("customerId", "Existing customer id."),
-    _a("customers", "Several customers: creates a batch of calls."),
-    _o("schedulePlan", "When to place the call: {earliestAt, latestAt?}."),
-)
-_PHONE_BODY: tuple[Prop, ...] = (
-    _s("provider", "Provider: twilio, vonage, vapi, telnyx or byo-phone-number."),
-    _s("number", "The E.164 number."),
-    _s("name", "Display name."),
-    _s("assistantId", "Assistant for inbound calls."),
-    _s("squadId", "Squad for inbound calls."),
-    _s("twilioAccountSid", "Twilio account SID (provider twilio)."),
-    _s("twilioAuthToken", "Twilio auth token (provider twilio)."),
-    _s("credentialId", "Credential id (vonage, telnyx, byo-phone-number)."),
-    _s("numberDesiredAreaCode", "Desired area code (provider vapi)."),
-    _o("server", "Server URL config."),
-    _o("fallbackDestination", "Where to forward when the assistant is unavailable."),
-)
-_CAMPAIGN_UPDATE: tuple[Prop, ...] = (
-    _s("name", "Campaign name."),
-    _s("assistantId", "Assistant placing the calls."),
-    _s("squadId", "Squad placing the calls."),
-    _s("phoneNumberId", "Phone number to call from (or dialPlan)."),
-    _a("dialPlan", "Several phone numbers with their customers."),
-    _o("schedulePlan", "{earliestAt (required), latestAt?}."),
-)
-_SCORECARD_BODY: tuple[Prop, ...] = (
-    _s("name", "Scorecard name."),
-    _s("description", "What it grades."),
-    _a("metrics", "[{structuredOutputId, conditions[{type, comparator, value, points}]}]."),
-    _a("assistantIds", "Assistants it grades.", {"type": "string"}),
-)
-_STRUCTURED_BODY: tuple[Prop, ...] = (
-    _s("name", "Name of the structured output."),
-    _o("schema", "JSON Schema of the extracted value."),
-    _s("type", "ai or regex.", enum=["ai", "regex"]),
-    _s("regex", "Regex (type regex)."),
-    _o("model", "Extraction model config."),
-    _s("description", "What it extracts."),
-    _a("assistantIds", "Assistants it runs for.", {"type": "string"}),
-)
-_TOOL_BODY: tuple[Prop, ...] = (
-    _s("type", "Tool type: function, apiRequest, transferCall, endCall, sms, query, handoff, mcp, ..."),
-    _o("function", "Function definition {name, description, parameters} (type function)."),
-    _o("server", "Server that executes the tool: {url, ...}."),
-    _a("messages", "Messages spoken while the tool runs."),
-    _a("destinations", "Transfer destinations (type transferCall)."),
-    _s("url", "Endpoint URL (type apiRequest)."),
-    _s("method", "HTTP method (type apiRequest)."),
-    _s("name", "Tool name (type apiRequest)."),
-    _s("description", "Tool description."),
-)
-_CHAT_BODY: tuple[Prop, ...] = (
-    Prop("input", {"type": ["string", "array"], "items": {"type": "object"},
-                   "description": "The user message, or an array of {role, content} messages."}),
-    _s("assistantId", "Assistant that replies (one of assistantId, assistant, squadId, squad)."),
-    _o("assistant", "Transient assistant config."),
-    _o("assistantOverrides", "Only variableValues apply in chat."),
-    _s("squadId", "Squad that replies."),
-    _o("squad", "Transient squad config."),
-    _s("name", "Chat name."),
-    _s("sessionId", "Session to continue (not with previousChatId)."),
-    _s("previousChatId", "Chat to continue (not with sessionId)."),
-)
-
-RESOURCES: tuple[Resource, ...] = (
-    Resource(
-        "calls", "call", "/call", "time",
-        returns=("id", "orgId", "type", "status", "endedReason", "createdAt", "updatedAt", "startedAt",
-                 "endedAt", "assistantId", "phoneNumberId", "customer", "cost", "artifact", "analysis"),
-        list_query=(ID_PROP, _s("assistantId", "Only calls of this assistant."),
-                    _s("phoneNumberId", "Only calls on this phone number."), *TIME_FILTERS),
-        create=_CALL_CREATE,
-        update=(_s("name", "New name of the call."),),
-        label="phone calls",
-    ),
-    Resource(
-        "assistants", "assistant", "/assistant", "time",
-        returns=("id", "orgId", "name", "firstMessage", "model", "voice", "transcriber", "artifactPlan",
-                 "createdAt", "updatedAt"),
-        list_query=TIME_FILTERS, create=_ASSISTANT_BODY, update=_ASSISTANT_BODY,
-        label="voice assistants",
-    ),
-    Resource(
-        "squads", "squad", "/squad", "time",
-        returns=("id", "orgId", "name", "members", "createdAt", "updatedAt"),
-        list_query=(_s("idAny", "Comma-separated squad ids."), *TIME_FILTERS),
-        create=(_s("name", "Squad name."),
-                _a("members", "[{assistantId | assistant, assistantDestinations[{type, assistantName, "
-                              "message, description}]}]; the first member starts the call."),
-                _o("membersOverrides", "Overrides applied to every member.")),
-        create_required=("members",),
-        update=(_s("name", "Squad name."), _a("members", "Squad members."),
-                _o("membersOverrides", "Overrides applied to every member.")),
-        label="multi-assistant squads",
-    ),
-    Resource(
-        "phone_numbers", "phone_number", "/phone-number", "time",
-        returns=("id", "orgId", "provider", "number", "name", "status", "assistantId", "squadId",
-                 "createdAt", "updatedAt"),
-        list_query=TIME_FILTERS, create=_PHONE_BODY, create_required=("provider",),
-        update=tuple(p for p in _PHONE_BODY if p.name != "provider"),
-        label="phone numbers",
-    ),
-    Resource(
-        "campaigns", "campaign", "/campaign", "page",
-        returns=("id", "orgId", "name", "status", "assistantId", "phoneNumberId", "schedulePlan",
-                 "customers", "calls", "callsCounterEnded", "createdAt", "updatedAt"),
-        list_query=(ID_PROP, _s("status", "Only campaigns in this status.",
-                                enum=["scheduled", "in-progress", "ended", "cancelled", "archived"]),
-                    *SORT_PROPS, *TIME_FILTERS),
-        create=(*_CAMPAIGN_UPDATE,
-                _a("customers", "Customers to call: [{number (E.164), name, ...}]."),
-                _p("maxConcurrency", "integer", "Calls at once (default 10, max 500)."),
-                _o("assistantOverrides", "Overrides for the assistant.")),
-        create_required=("name",),
-        update=(*_CAMPAIGN_UPDATE,
-                _s("status", "Only ended or cancelled.", enum=["ended", "cancelled"])),
-        label="outbound call campaigns",
-    ),
-    Resource(
-        "observability_scorecards", "observability_scorecard", "/observability/scorecard", "page",
-        returns=("id", "orgId", "name", "description", "metrics", "assistantIds", "createdAt", "updatedAt"),
-        list_query=(ID_PROP, *SORT_PROPS, *TIME_FILTERS),
-        create=_SCORECARD_BODY, create_required=("metrics",), update=_SCORECARD_BODY,
-        label="QA scorecards that grade calls",
-    ),
-    Resource(
-        "structured_outputs", "structured_output", "/structured-output", "page",
-        returns=("id", "orgId", "name", "type", "schema", "description", "assistantIds", "createdAt",
-                 "updatedAt"),
-        list_query=(ID_PROP, _s("name", "Only structured outputs with this name."), *SORT_PROPS,
-                    *TIME_FILTERS),
-        create=_STRUCTURED_BODY, create_required=("name", "schema"), update=_STRUCTURED_BODY,
-        label="structured outputs extracted from calls",
-    ),
-    Resource(
-        "tools", "tool", "/tool", "time",
-        returns=("id", "orgId", "type", "function", "server", "createdAt", "updatedAt"),
-        list_query=TIME_FILTERS, create=_TOOL_BODY, create_required=("type",),
-        update=tuple(p for p in _TOOL_BODY if p.name != "type"),
-        label="assistant tools",
-    ),
-    Resource(
-        "chats", "chat", "/chat", "page",
-        returns=("id", "orgId", "assistantId", "sessionId", "input", "messages", "output", "cost",
-                 "createdAt", "updatedAt"),
-        list_query=(ID_PROP, _s("assistantId", "Only chats with this assistant."),
-                    _s("squadId", "Only chats with this squad."), _s("sessionId", "Only this session."),
-                    _s("previousChatId", "Only chats continuing this chat."),
-                    _s("idAny", "Comma-separated chat ids."), *SORT_PROPS, *TIME_FILTERS),
-        create=_CHAT_BODY, create_required=("input",),
-        # An MCP result cannot carry an SSE stream: chats are always created non-streaming.
-        fixed_body={"stream": False},
-        label="text chats",
-    ),
 )
 
 
@@ -330,7 +77,7 @@ class ToolSpec:
                 idempotent_hint=self.method in ("get", "list", "update", "delete"),
                 open_world_hint=True,
             ),
-            meta={"truto": {"method": self.method, "resource": self.resource, "tags": list(self.tags)}},
+            _meta={"truto": {"method": self.method, "resource": self.resource, "tags": list(self.tags)}},
         )
 
 
@@ -357,8 +104,8 @@ def _resource_tools(res: Resource) -> list[ToolSpec]:
     item_path = f"{res.path}/{{id}}"
     list_props = (
         *res.list_query,
-        _p("limit", "integer", "Maximum number of records per page (the server may return fewer)."),
-        _s("next_cursor", CURSOR_HINT),
+        prop("limit", "integer", "Maximum number of records per page (the server may return fewer)."),
+        string_prop("next_cursor", CURSOR_HINT),
     )
     specs = [
         ToolSpec(
@@ -415,7 +162,7 @@ def _custom_tools() -> list[ToolSpec]:
             "each operation." + _returns_hint(("[{name, timeRange, result[]}]",), ("queries",))
         ),
         input_schema=_schema(
-            (_a("queries", "[{table: call|subscription, name, operations[{operation, column, alias}], "
+            (array_prop("queries", "[{table: call|subscription, name, operations[{operation, column, alias}], "
                            "groupBy[], timeRange{start, end, step, timezone}}]."),),
             ("queries",),
         ),
@@ -428,8 +175,8 @@ def _custom_tools() -> list[ToolSpec]:
         action="request", http_method="POST", path="/chat/responses",
         description="Send a message to an assistant through Vapi's OpenAI Responses-compatible chat "
         "endpoint and get its reply." + _returns_hint(("id", "object", "status", "output[]"), ("input",)),
-        input_schema=_schema(_CHAT_BODY, ("input",)), tags=("chats", "chat_responses", "custom"),
-        body=tuple(p.name for p in _CHAT_BODY), fixed_body={"stream": False},
+        input_schema=_schema(CHAT_BODY, ("input",)), tags=("chats", "chat_responses", "custom"),
+        body=tuple(p.name for p in CHAT_BODY), fixed_body={"stream": False},
     )
     return [analytics, chat_response]
 
@@ -447,7 +194,7 @@ def _recording_tools() -> list[ToolSpec]:
                 + _returns_hint(("url", "content_type", "expires_at"), ("call_id",))
             ),
             input_schema=_schema(
-                (_s("call_id", "The id of the call."), _s("id", "Alias of call_id.")), ("call_id",)
+                (string_prop("call_id", "The id of the call."), string_prop("id", "Alias of call_id.")), ("call_id",)
             ),
             tags=(f"{kind}_recordings", "recordings", "calls", "list"),
             recording_kind=kind, read_only=True,

@@ -120,7 +120,22 @@ def decode_cursor(cursor: str, spec: ToolSpec) -> dict[str, Any]:
         raise ToolFailure.bad_request("Invalid next_cursor: pass back the value you received, unchanged.")
     if state.get("tool") != spec.name:
         raise ToolFailure.bad_request(f"This next_cursor belongs to another list, not {spec.name}.")
+    size, page, boundary, ties = state.get("s"), state.get("p", 1), state.get("b"), state.get("x", [])
+    well_formed = (
+        _positive_int(size)
+        and _positive_int(page)
+        and (boundary is None or isinstance(boundary, str))
+        and isinstance(ties, list)
+        and all(isinstance(t, str) for t in ties)
+    )
+    if not well_formed:
+        # a hand-edited cursor must be a 400, never a crash deeper in the proxy
+        raise ToolFailure.bad_request("Invalid next_cursor: pass back the value you received, unchanged.")
     return state
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 # ---------------------------------------------------------------- the proxy
@@ -211,7 +226,8 @@ class TrutoProxy:
             raise ToolFailure(envelope(502, f"Unexpected list response from {spec.path}", remote=True,
                                        raw=payload))
         items = payload["results"][:size]
-        meta = payload.get("metadata") if isinstance(payload.get("metadata"), dict) else {}
+        raw_meta = payload.get("metadata")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
         if isinstance(meta.get("hasNextPage"), bool):
             more = meta["hasNextPage"]
         elif meta.get("totalPages") is not None:

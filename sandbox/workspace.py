@@ -12,15 +12,19 @@ Calls
 Everything else, generically by ``kind`` in ``KINDS`` (``assistants``, ``squads``,
 ``phone_numbers``, ``campaigns``, ``scorecards``, ``structured_outputs``, ``tools``, ``chats``)
     ``list_objects(kind, limit=None, created_at_*/updated_at_*=, **equals)`` newest first, where
-    ``equals`` are snake_case field filters (``assistant_id="..."``, ``status="ended"``, ``name=``,
-    ``id_any=[...]``); ``get_object``, ``create_object``, ``update_object`` (partial, top-level
-    keys), ``delete_object`` (returns the deleted object). ``page(items, page, limit, sort_order)``
-    shapes the ``{results, metadata}`` answer of the kinds Vapi paginates (``PAGINATED``).
+    ``equals`` are snake_case field filters (``assistant_id="..."``, ``status="ended"``, ``name=``;
+    ``<field>_any`` = membership, e.g. ``id_any="a,b"``); ``get_object``, ``create_object``,
+    ``update_object`` (partial, top-level keys; campaigns: status only ``ended``/``cancelled``),
+    ``delete_object`` (returns the deleted object; ``Conflict`` while in use).
+    ``page(items, page, limit, sort_order)`` shapes the ``{results, metadata}`` answer of the kinds
+    Vapi paginates (``PAGINATED``). Generic CRUD and campaigns live in ``sandbox.objects``.
 
-Generated calls (``sandbox.data``) are immutable columns plus an overlay (renamed, deleted); calls
-created through the API or by campaigns are ``sandbox.live.LiveCall`` objects whose status follows
-the sandbox clock. Campaign progress is computed lazily from ``clock.now()`` on every read.
-A re-entrant lock serialises access (the REST app may be served from a thread).
+Generated calls (``sandbox.data``) are immutable columns plus an overlay (renamed, deleted); the
+few generated live calls (newest, in-progress/queued/ringing) stay in that state. Calls created
+through the API or by campaigns are ``sandbox.live.LiveCall`` objects whose status follows the
+sandbox clock. Campaign progress is computed lazily from ``clock.now()`` on every read. Created
+objects get reproducible ids (seed + creation order) and ``clock.now()`` timestamps. A re-entrant
+lock serialises access (the REST app may be served from a thread).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from sandbox.clock import SandboxClock
 from sandbox.config import RateLimit, SandboxConfig
 from sandbox.ids import iso_ms, parse_iso
 from sandbox.observe import RESPONSE_OBSERVERS, take_observer_errors
-from sandbox.recordings import make_recording_link
+from sandbox.recordings import make_recording_link, storage_origin
 
 UNAUTHORIZED = {
     "message": "Invalid Key. Hot tip, you may be using the private key instead of the public key, or vice versa.",
@@ -275,12 +275,16 @@ async def test_302_to_signed_storage_serves_the_workspace_bytes(make_sandbox: Ca
             redirect = await client.get(f"/call/{call['id']}/{kind}-recording")
             assert redirect.status_code == 302
             location = redirect.headers["location"]
-            assert location.startswith(f"{sandbox.public_url}/_storage/{call['id']}/{kind}.wav?")
+            # storage lives on another host name, like S3 next to api.vapi.ai
+            assert location.startswith(f"http://storage.sandbox.localhost/_storage/{call['id']}/{kind}.wav?")
             assert "X-Amz-Signature=" in location and sandbox.config.api_key not in location
             audio = await bare.get(location)
             assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
             assert audio.content == sandbox.workspace.call_recording(call["id"], kind)
             assert int(audio.headers["content-length"]) == len(audio.content)
+        # an API client that follows the 302 drops its Bearer key on the cross-host hop (httpx does)
+        followed = await client.get(f"/call/{call['id']}/mono-recording", follow_redirects=True)
+        assert followed.status_code == 200 and [r.status_code for r in followed.history] == [302]
         inline = call["artifact"]
         assert (await bare.get(inline["presignedMonoUrl"])).content == sandbox.workspace.call_recording(
             call["id"], "mono")
@@ -355,6 +359,13 @@ async def test_expire_first_applies_once_across_both_routes() -> None:
         dead = make_recording_link(other, call_id, "mono")
         assert (await bare.get(dead["url"])).status_code == 403
         assert (await bare.get(make_recording_link(other, call_id, "mono")["url"])).status_code == 302
+
+
+def test_storage_origin_is_another_host_of_the_same_server() -> None:
+    assert storage_origin("http://127.0.0.1:8123") == "http://localhost:8123"
+    assert storage_origin("http://localhost:8123/") == "http://127.0.0.1:8123"
+    assert storage_origin("http://sandbox.localhost") == "http://storage.sandbox.localhost"
+    assert storage_origin("http://example.test:9") == "http://example.test:9"
 
 
 # ---------------------------------------------------------------- faults

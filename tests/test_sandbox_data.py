@@ -55,11 +55,13 @@ def sample(ws: Workspace) -> list[dict[str, Any]]:
 
 
 def by_name(ws: Workspace, kind: str) -> dict[str, dict[str, Any]]:
+    """The objects of ``kind`` keyed by name."""
     return {o["name"]: o for o in ws.list_objects(kind)}
 
 
 # ------------------------------------------------------------------ templates
 def test_every_job_has_eight_wellformed_templates() -> None:
+    """Each job has >= 8 alternating scripts with known placeholders and a valid failure turn."""
     probe = variables(__import__("random").Random(1), ANCHOR, "Dana", "Lee", "Maya")
     for job, ids in JOB_TEMPLATES.items():
         assert len(ids) >= 8, job
@@ -73,6 +75,7 @@ def test_every_job_has_eight_wellformed_templates() -> None:
 
 
 def test_customer_names_are_deterministic() -> None:
+    """Customer names depend only on the random stream."""
     import random
 
     assert customer_name(random.Random(5)) == customer_name(random.Random(5))
@@ -80,6 +83,7 @@ def test_customer_names_are_deterministic() -> None:
 
 # ------------------------------------------------------------------ configuration objects
 def test_configuration_objects_validate_strictly(ws: Workspace) -> None:
+    """Every configuration object validates strictly and unions resolve to the right variant."""
     import vapi.types as T
     from vapi.phone_numbers.types import ListPhoneNumbersResponseItem
     from vapi.tools.types import ListToolsResponseItem
@@ -100,8 +104,8 @@ def test_configuration_objects_validate_strictly(ws: Workspace) -> None:
     for s in ws.list_objects("squads"):
         T.Squad.model_validate(s)
     tools = pydantic.TypeAdapter(list[ListToolsResponseItem]).validate_python(ws.list_objects("tools"))
-    for raw, parsed in zip(ws.list_objects("tools"), tools, strict=True):
-        assert parsed.type == raw["type"]
+    for raw_tool, tool in zip(ws.list_objects("tools"), tools, strict=True):
+        assert tool.type == raw_tool["type"]
     for kind in ("scorecards", "structured_outputs"):
         paged = Workspace.page(ws.list_objects(kind), 1, 100)
         (T.ScorecardPaginatedResponse if kind == "scorecards" else T.StructuredOutputPaginatedResponse
@@ -109,6 +113,7 @@ def test_configuration_objects_validate_strictly(ws: Workspace) -> None:
 
 
 def test_catalog_shapes_the_workflows_rely_on(ws: Workspace) -> None:
+    """Names, scorecard attachments, outputs and phone-number types the workflows depend on."""
     assistants = by_name(ws, "assistants")
     outputs = by_name(ws, "structured_outputs")
     cards = by_name(ws, "scorecards")
@@ -140,7 +145,7 @@ def test_catalog_shapes_the_workflows_rely_on(ws: Workspace) -> None:
 def _check_messages(call: dict[str, Any]) -> None:
     import vapi.types as T
 
-    classes = {"system": T.SystemMessage, "bot": T.BotMessage, "user": T.UserMessage}
+    classes: dict[str, Any] = {"system": T.SystemMessage, "bot": T.BotMessage, "user": T.UserMessage}
     started = parse_iso(call["startedAt"]).timestamp() * 1000
     ended = parse_iso(call["endedAt"]).timestamp() * 1000
     messages = call["artifact"]["messages"]
@@ -178,6 +183,7 @@ def _expected_scores(call: dict[str, Any], cards: list[dict[str, Any]]) -> dict[
 
 
 def test_calls_validate_strictly_and_are_consistent(ws: Workspace, sample: list[dict[str, Any]]) -> None:
+    """~300 calls: strict SDK validation plus costs, timing, transcript and score consistency."""
     import vapi.types as T
 
     cards = ws.list_objects("scorecards")
@@ -202,7 +208,8 @@ def test_calls_validate_strictly_and_are_consistent(ws: Workspace, sample: list[
             continue
         minutes = next(c["minutes"] for c in call["costs"] if c["type"] == "vapi")
         assert math.isclose(minutes, seconds / 60, abs_tol=1e-3)
-        assert T.Artifact.model_validate(call["artifact"]).recording.mono.combined_url.endswith("-mono.wav")
+        recording = T.Artifact.model_validate(call["artifact"]).recording
+        assert recording and recording.mono and (recording.mono.combined_url or "").endswith("-mono.wav")
         _check_messages(call)
         if call["endedReason"] == "voicemail":
             continue
@@ -219,6 +226,7 @@ def test_calls_validate_strictly_and_are_consistent(ws: Workspace, sample: list[
 
 
 def test_newest_calls_are_live_and_the_rest_ended_before_the_anchor(ws: Workspace) -> None:
+    """The newest calls are live; every ended call ended inside the 30-day window."""
     newest = ws.list_calls(limit=12)
     assert [c["status"] for c in newest[:6]] == [status for status, _ in LIVE_CALLS]
     assert all(c["status"] == "ended" for c in newest[6:])
@@ -232,6 +240,7 @@ def test_newest_calls_are_live_and_the_rest_ended_before_the_anchor(ws: Workspac
 
 
 def test_failures_structured_outputs_and_skips() -> None:
+    """Failure rates, Empathy ranges and skipped outputs match the generation rules."""
     data = Dataset(3, 20_000, ANCHOR)
     ended = data.status == 0
     support = (data.assistant == 0) & ended
@@ -253,6 +262,7 @@ def test_failures_structured_outputs_and_skips() -> None:
 
 
 def test_generation_is_deterministic() -> None:
+    """Same seed, same JSON; another seed, other ids."""
     a, b, c = Dataset(5, 300, ANCHOR), Dataset(5, 300, ANCHOR), Dataset(6, 300, ANCHOR)
     for i in (0, 17, 150, 299):
         assert a.call(i) == b.call(i)
@@ -261,6 +271,7 @@ def test_generation_is_deterministic() -> None:
 
 
 def test_100k_calls_init_fast_and_small() -> None:
+    """100,000 calls: init under 10 s, under 1 GB traced, a page is quick."""
     tracemalloc.start()
     t0 = time.perf_counter()
     big = Workspace(SandboxConfig(seed=1, calls=100_000), SandboxClock(), anchor=ANCHOR)
@@ -289,6 +300,7 @@ def _band(window: np.ndarray, hz: float, rate: int) -> float:
 
 
 def test_recordings_follow_the_turns(ws: Workspace) -> None:
+    """The mono WAV lasts the call, has the bot pitch in bot turns, the user pitch in user turns, silence between."""
     data = ws.data
     i = int(np.flatnonzero((data.status == 0) & (data.draw.reason == 1) & (data.draw.failure < 0))[0])
     call = ws.get_call(data.call_id(i))
@@ -320,6 +332,7 @@ def test_recordings_follow_the_turns(ws: Workspace) -> None:
 
 
 def test_recordings_are_deterministic_and_absent_without_a_conversation(ws: Workspace) -> None:
+    """Same bytes every time; no recording for busy or live calls; unknown kinds are refused."""
     data = ws.data
     i = int(np.flatnonzero((data.status == 0) & (data.draw.reason == REASON_NAMES.index("voicemail")))[0])
     cid = data.call_id(i)

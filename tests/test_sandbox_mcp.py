@@ -22,8 +22,9 @@ from mcp.shared.exceptions import MCPError
 
 from sandbox.app import Sandbox
 from sandbox.truto_catalogue import RESOURCES, build_catalogue
-from sandbox.truto_proxy import decode_cursor, encode_cursor
+from sandbox.truto_proxy import ToolFailure, decode_cursor, encode_cursor
 
+FEW = 40  # calls in the seeded workspace when a test needs only a few (faster to build and validate)
 NAME_PATTERNS = {
     "list": re.compile(r"^list_all_vapi_[a-z_]+$"),
     "get": re.compile(r"^get_single_vapi_[a-z_]+_by_id$"),
@@ -125,10 +126,13 @@ def test_cursor_is_opaque_and_bound_to_its_tool() -> None:
     assert re.fullmatch(r"[A-Za-z0-9_-]+", cursor)
     assert decode_cursor(cursor, specs["list_all_vapi_calls"])["s"] == 5
     for bad in ("garbage!!", cursor[:-3], base64.urlsafe_b64encode(b"[1]").decode()):
-        with pytest.raises(Exception, match="next_cursor"):
+        with pytest.raises(ToolFailure, match="next_cursor"):
             decode_cursor(bad, specs["list_all_vapi_calls"])
-    with pytest.raises(Exception, match="another list"):
+    with pytest.raises(ToolFailure, match="another list"):
         decode_cursor(cursor, specs["list_all_vapi_assistants"])
+    tampered = encode_cursor({"tool": "list_all_vapi_calls", "f": {}, "s": "7", "b": "x", "x": []})
+    with pytest.raises(ToolFailure, match="next_cursor"):
+        decode_cursor(tampered, specs["list_all_vapi_calls"])
 
 
 # ---------------------------------------------------------------- CRUD round trip per resource
@@ -176,7 +180,7 @@ def res_paging(name: str) -> str:
 
 
 async def test_every_crud_resource_has_a_round_trip(make_sandbox: Callable[..., Sandbox]) -> None:
-    sandbox = make_sandbox()
+    sandbox = make_sandbox(calls=FEW)
     async with mcp.Client(sandbox.mcp.server) as client:
         tools = (await client.list_tools()).tools
     listed = {tool_meta(t)["resource"] for t in tools if tool_meta(t)["method"] == "create"}
@@ -185,7 +189,7 @@ async def test_every_crud_resource_has_a_round_trip(make_sandbox: Callable[..., 
 
 @pytest.mark.parametrize("resource", CRUD_RESOURCES)
 async def test_crud_round_trip(make_sandbox: Callable[..., Sandbox], resource: str) -> None:
-    sandbox = make_sandbox()
+    sandbox = make_sandbox(calls=FEW)
     async with mcp.Client(sandbox.mcp.server) as client:
         tools = {tool_meta(t)["method"]: t for t in (await client.list_tools()).tools
                  if tool_meta(t)["resource"] == resource}
@@ -235,7 +239,7 @@ async def rest_total(sandbox: Sandbox, path: str) -> int:
 
 
 async def test_filters_travel_with_the_cursor(make_sandbox: Callable[..., Sandbox]) -> None:
-    sandbox = make_sandbox(page_cap=5)
+    sandbox = make_sandbox(page_cap=5, calls=120)
     async with mcp.Client(sandbox.mcp.server) as client:
         calls = (await ok(client, "list_all_vapi_calls", {"limit": 1}))["result"]
         assistant = calls[0]["assistantId"]
@@ -253,7 +257,7 @@ async def test_filters_travel_with_the_cursor(make_sandbox: Callable[..., Sandbo
 
 # ---------------------------------------------------------------- errors
 async def test_bad_arguments_are_refused_before_anything_is_written(make_sandbox: Callable[..., Sandbox]) -> None:
-    sandbox = make_sandbox()
+    sandbox = make_sandbox(calls=FEW)
     async with mcp.Client(sandbox.mcp.server) as client:
         before = len([a for page in await all_pages(client, "list_all_vapi_assistants", {}) for a in page])
         sandbox.log.clear()
@@ -275,7 +279,7 @@ async def test_bad_arguments_are_refused_before_anything_is_written(make_sandbox
 
 
 async def test_vapi_errors_come_back_in_trutos_envelope(make_sandbox: Callable[..., Sandbox]) -> None:
-    sandbox = make_sandbox()
+    sandbox = make_sandbox(calls=FEW)
     async with mcp.Client(sandbox.mcp.server) as client:
         body = await failed(client, "get_single_vapi_call_by_id", {"id": "00000000-0000-4000-8000-000000000000"}, 404)
         assert body["error"] == "Not Found" and body["truto_is_remote_error"] is True
@@ -294,18 +298,19 @@ async def _names(sandbox: Sandbox) -> set[str]:
 
 
 async def test_method_and_tag_filters(make_sandbox: Callable[..., Sandbox]) -> None:
-    read = await _names(make_sandbox(methods=("read",)))
+    read = await _names(make_sandbox(calls=FEW, methods=("read",)))
     assert read and not any(n.startswith(("create_", "update_", "delete_")) for n in read)
     assert "list_all_vapi_calls" in read and "list_all_vapi_mono_recordings" in read
-    write = await _names(make_sandbox(methods=("write",)))
+    write = await _names(make_sandbox(calls=FEW, methods=("write",)))
     assert write and all(n.startswith(("create_a_", "update_a_", "delete_a_")) for n in write)
     assert "create_a_vapi_analytics" not in write
-    assert await _names(make_sandbox(methods=("custom",))) == {"create_a_vapi_analytics", "create_a_vapi_chat_response"}
-    assert await _names(make_sandbox(methods=("get",))) == {n for n in read if n.startswith("get_single_")}
-    calls_read = await _names(make_sandbox(methods=("read",), tags=("calls",)))
+    custom = await _names(make_sandbox(calls=FEW, methods=("custom",)))
+    assert custom == {"create_a_vapi_analytics", "create_a_vapi_chat_response"}
+    assert await _names(make_sandbox(calls=FEW, methods=("get",))) == {n for n in read if n.startswith("get_single_")}
+    calls_read = await _names(make_sandbox(calls=FEW, methods=("read",), tags=("calls",)))
     assert "list_all_vapi_calls" in calls_read and "list_all_vapi_assistants" not in calls_read
     assert "list_all_vapi_stereo_recordings" in calls_read
-    sandbox = make_sandbox(methods=("read",))
+    sandbox = make_sandbox(calls=FEW, methods=("read",))
     async with mcp.Client(sandbox.mcp.server) as client:
         with pytest.raises(MCPError):
             await client.call_tool("create_a_vapi_assistant", {"name": "refused"})
@@ -313,7 +318,7 @@ async def test_method_and_tag_filters(make_sandbox: Callable[..., Sandbox]) -> N
 
 
 async def test_discovery_exposure(make_sandbox: Callable[..., Sandbox]) -> None:
-    sandbox = make_sandbox(tool_exposure="discovery", methods=("read",))
+    sandbox = make_sandbox(calls=FEW, tool_exposure="discovery", methods=("read",))
     async with mcp.Client(sandbox.mcp.server) as client:
         tools = (await client.list_tools()).tools
         assert {t.name for t in tools} == {"search_tools", "get_tool_schema", "call_tool"}
@@ -334,7 +339,7 @@ async def test_discovery_exposure(make_sandbox: Callable[..., Sandbox]) -> None:
 
 
 async def test_discovery_log_names_the_inner_tool(serve_sandbox: Callable[..., Sandbox]) -> None:
-    sandbox = serve_sandbox(tool_exposure="discovery")
+    sandbox = serve_sandbox(calls=FEW, tool_exposure="discovery")
     async with http_client(sandbox) as client:
         await ok(client, "call_tool", {"tool_name": "list_all_vapi_assistants", "arguments": {"limit": 1}})
     calls = [e for e in sandbox.log.entries("mcp") if e.rpc_method == "tools/call"]
@@ -352,7 +357,7 @@ async def _call_with_recording(client: mcp.Client) -> str:
 
 
 async def _download(url: str) -> httpx2.Response:
-    async with httpx2.AsyncClient() as http:
+    async with httpx2.AsyncClient(timeout=30) as http:
         first = await http.get(url)
         assert first.status_code == 302 and "/_storage/" in first.headers["location"]
         return await http.get(url, follow_redirects=True)
@@ -360,7 +365,7 @@ async def _download(url: str) -> httpx2.Response:
 
 @pytest.mark.parametrize("shape", ["json", "resource_link", "embedded"])
 async def test_recording_shapes(serve_sandbox: Callable[..., Sandbox], shape: str) -> None:
-    sandbox = serve_sandbox(recording_shape=shape)
+    sandbox = serve_sandbox(calls=FEW, recording_shape=shape)
     async with http_client(sandbox) as client:
         call_id = await _call_with_recording(client)
         result = await client.call_tool("list_all_vapi_mono_recordings", {"call_id": call_id})
@@ -382,4 +387,21 @@ async def test_recording_shapes(serve_sandbox: Callable[..., Sandbox], shape: st
         # `id` is an accepted alias of call_id
         again = await client.call_tool("list_all_vapi_mono_recordings", {"id": call_id})
         assert not again.is_error
-        await failed(client, "list_all_vapi_mono_recordings", {"call_id": "00000000-0000-4000-8000-00000000dead"}, 404)
+        if shape == "json":
+            # a call without that recording (no video in this dataset), and no such call at all
+            body = await failed(client, "list_all_vapi_video_recordings", {"call_id": call_id}, 404)
+            assert body["truto_is_remote_error"] is True and body["raw_response"]["statusCode"] == 404
+            await failed(client, "list_all_vapi_mono_recordings", {"call_id": "00000000-0000-4000-8000-00000000dead"},
+                         404)
+
+
+async def test_expire_first_makes_the_first_link_dead(serve_sandbox: Callable[..., Sandbox]) -> None:
+    sandbox = serve_sandbox(calls=FEW, expire_first=True)
+    async with http_client(sandbox) as client, httpx2.AsyncClient(timeout=30) as http:
+        call_id = await _call_with_recording(client)
+        first = await ok(client, "list_all_vapi_mono_recordings", {"call_id": call_id})
+        assert (await http.get(first["url"])).status_code == 403
+        second = await ok(client, "list_all_vapi_mono_recordings", {"call_id": call_id})
+        assert second["url"] != first["url"]
+        response = await http.get(second["url"], follow_redirects=True)
+        assert response.status_code == 200 and response.content[:4] == b"RIFF"

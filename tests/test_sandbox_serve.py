@@ -28,6 +28,7 @@ from sandbox.serve import ServeOptions, redact_path
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+FEW = 40  # calls in the seeded workspace: these tests need few, and smaller builds faster
 RATE_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 
 
@@ -48,8 +49,8 @@ async def post(http: httpx2.AsyncClient, url: str, method: str, params: dict[str
 
 # ---------------------------------------------------------------- rate limit
 async def test_rate_limit_answers_429_with_headers_then_recovers(serve_sandbox: Callable[..., Sandbox]) -> None:
-    sandbox = serve_sandbox(rate_limit=RateLimit(3, 1))
-    async with httpx2.AsyncClient() as http:
+    sandbox = serve_sandbox(calls=FEW, rate_limit=RateLimit(3, 1))
+    async with httpx2.AsyncClient(timeout=30) as http:
         await asyncio.sleep(0)  # windows start at the first request, not at startup
         answers = [await post(http, sandbox.mcp_url, "tools/list") for _ in range(4)]
         assert [r.status_code for r in answers] == [200, 200, 200, 429]
@@ -64,7 +65,8 @@ async def test_rate_limit_answers_429_with_headers_then_recovers(serve_sandbox: 
         reset = int(limited.headers["ratelimit-reset"])
         assert reset == 1  # whole seconds, rounded up
         await asyncio.sleep(reset)
-        again = await post(http, sandbox.mcp_url, "tools/call", {"name": "list_all_vapi_calls", "arguments": {"limit": 1}})
+        call = {"name": "list_all_vapi_calls", "arguments": {"limit": 1}}
+        again = await post(http, sandbox.mcp_url, "tools/call", call)
         assert again.status_code == 200 and again.headers["ratelimit-remaining"] == "2"
     entries = sandbox.log.entries("mcp")
     assert [e.status for e in entries] == [200, 200, 200, 429, 200]
@@ -73,8 +75,8 @@ async def test_rate_limit_answers_429_with_headers_then_recovers(serve_sandbox: 
 
 
 async def test_rate_limit_reset_is_rounded_up(serve_sandbox: Callable[..., Sandbox]) -> None:
-    sandbox = serve_sandbox(rate_limit=RateLimit(1, 2.5))
-    async with httpx2.AsyncClient() as http:
+    sandbox = serve_sandbox(calls=FEW, rate_limit=RateLimit(1, 2.5))
+    async with httpx2.AsyncClient(timeout=30) as http:
         first = await post(http, sandbox.mcp_url, "tools/list")
         second = await post(http, sandbox.mcp_url, "tools/list")
     assert first.status_code == 200 and second.status_code == 429
@@ -85,7 +87,7 @@ async def test_rate_limit_reset_is_rounded_up(serve_sandbox: Callable[..., Sandb
 async def test_mcp_client_sees_429_as_an_error_and_the_session_survives(
     serve_sandbox: Callable[..., Sandbox],
 ) -> None:
-    sandbox = serve_sandbox(rate_limit=RateLimit(3, 1))
+    sandbox = serve_sandbox(calls=FEW, rate_limit=RateLimit(3, 1))
     statuses: list[int] = []
 
     async def record(response: httpx2.Response) -> None:
@@ -106,8 +108,8 @@ async def test_mcp_client_sees_429_as_an_error_and_the_session_survives(
 async def test_wrong_token_is_a_404_envelope_and_the_token_is_never_logged(
     serve_sandbox: Callable[..., Sandbox],
 ) -> None:
-    sandbox = serve_sandbox(token="sentinel-token-1234567890")
-    async with httpx2.AsyncClient() as http:
+    sandbox = serve_sandbox(calls=FEW, token="sentinel-token-1234567890")
+    async with httpx2.AsyncClient(timeout=30) as http:
         wrong = await post(http, f"{sandbox.public_url}/mcp/not-the-token", "tools/list")
         bare = await post(http, f"{sandbox.public_url}/mcp", "tools/list")
         slash = await post(http, sandbox.mcp_url + "/", "tools/list")
@@ -119,8 +121,8 @@ async def test_wrong_token_is_a_404_envelope_and_the_token_is_never_logged(
 
 
 async def test_token_expires(serve_sandbox: Callable[..., Sandbox]) -> None:
-    sandbox = serve_sandbox(expires_in=0.6)
-    async with httpx2.AsyncClient() as http:
+    sandbox = serve_sandbox(calls=FEW, expires_in=0.6)
+    async with httpx2.AsyncClient(timeout=30) as http:
         assert (await post(http, sandbox.mcp_url, "tools/list")).status_code == 200
         await asyncio.sleep(0.7)
         dead = await post(http, sandbox.mcp_url, "tools/list")
@@ -129,8 +131,8 @@ async def test_token_expires(serve_sandbox: Callable[..., Sandbox]) -> None:
 
 
 async def test_second_factor(serve_sandbox: Callable[..., Sandbox]) -> None:
-    sandbox = serve_sandbox(require_api_token="truto-api-token")
-    async with httpx2.AsyncClient() as http:
+    sandbox = serve_sandbox(calls=FEW, require_api_token="truto-api-token")
+    async with httpx2.AsyncClient(timeout=30) as http:
         missing = await post(http, sandbox.mcp_url, "tools/list")
         wrong = await post(http, sandbox.mcp_url, "tools/list", Authorization="Bearer nope")
         right = await post(http, sandbox.mcp_url, "tools/list", Authorization="Bearer truto-api-token")
@@ -144,15 +146,15 @@ async def test_second_factor(serve_sandbox: Callable[..., Sandbox]) -> None:
 
 
 async def test_dns_rebinding_protection(serve_sandbox: Callable[..., Sandbox]) -> None:
-    sandbox = serve_sandbox()
-    async with httpx2.AsyncClient() as http:
+    sandbox = serve_sandbox(calls=FEW)
+    async with httpx2.AsyncClient(timeout=30) as http:
         evil = await post(http, sandbox.mcp_url, "tools/list", Host="evil.example:80")
     assert evil.status_code == 421  # mcp answers "Invalid Host header"
 
 
 # ---------------------------------------------------------------- ServerThread
 async def test_server_thread_sets_public_url_and_serves_both_apis(serve_sandbox: Callable[..., Sandbox]) -> None:
-    sandbox = serve_sandbox()
+    sandbox = serve_sandbox(calls=FEW)
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", sandbox.public_url)
     async with httpx2.AsyncClient(base_url=sandbox.public_url) as http:
         rest = await http.get("/assistant", headers={"Authorization": f"Bearer {sandbox.config.api_key}"})

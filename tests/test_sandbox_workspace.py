@@ -35,18 +35,22 @@ class FakeTime:
 
 @pytest.fixture
 def fake() -> FakeTime:
+    """A fake time source one hour after the anchor."""
     return FakeTime(ANCHOR.timestamp() + 3600)
 
 
 @pytest.fixture
 def make_ws(fake: FakeTime) -> Callable[..., Workspace]:
+    """Factory for a workspace on the fake clock."""
     def factory(calls: int = 400, seed: int = 7, time_scale: float = 1.0) -> Workspace:
+        """A workspace with ``calls`` generated calls."""
         return Workspace(SandboxConfig(seed=seed, calls=calls), SandboxClock(time_scale, real=fake), anchor=ANCHOR)
 
     return factory
 
 
 def named(ws: Workspace, kind: str, name: str) -> dict[str, Any]:
+    """The object of ``kind`` called ``name``."""
     return next(o for o in ws.list_objects(kind) if o["name"] == name)
 
 
@@ -59,25 +63,30 @@ OPERATORS = {
 @pytest.mark.parametrize("field", ["created", "updated"])
 @pytest.mark.parametrize("op", sorted(OPERATORS))
 def test_list_calls_time_operators_are_exact(make_ws: Callable[..., Workspace], field: str, op: str) -> None:
+    """Each createdAt/updatedAt operator is exact at a stored value, with assistantId and limit."""
     ws = make_ws()
     support = named(ws, "assistants", "Support")["id"]
     everything = ws.list_calls(assistant_id=support, limit=None)
     key = f"{field}At"
     pivot = parse_iso(everything[len(everything) // 2][key])  # an exact stored value: strict vs inclusive
-    got = ws.list_calls(assistant_id=support, limit=1000, **{f"{field}_at_{op}": pivot})
+    bound: dict[str, Any] = {f"{field}_at_{op}": pivot}
+    got = ws.list_calls(assistant_id=support, limit=1000, **bound)
     want = [c for c in everything if OPERATORS[op](parse_iso(c[key]), pivot)]
     assert [c["id"] for c in got] == [c["id"] for c in want] and got
     assert all(c["assistantId"] == support for c in got)
-    limited = ws.list_calls(assistant_id=support, limit=7, **{f"{field}_at_{op}": pivot})
+    limited = ws.list_calls(assistant_id=support, limit=7, **bound)
     assert [c["id"] for c in limited] == [c["id"] for c in want[:7]]
     # A bound between two milliseconds: > and >= (and < and <=) agree.
     half = pivot + timedelta(microseconds=500)
-    strict = ws.list_calls(assistant_id=support, limit=None, **{f"{field}_at_{op[0]}t": half})
-    inclusive = ws.list_calls(assistant_id=support, limit=None, **{f"{field}_at_{op[0]}e": half})
+    strict_bound: dict[str, Any] = {f"{field}_at_{op[0]}t": half}
+    inclusive_bound: dict[str, Any] = {f"{field}_at_{op[0]}e": half}
+    strict = ws.list_calls(assistant_id=support, limit=None, **strict_bound)
+    inclusive = ws.list_calls(assistant_id=support, limit=None, **inclusive_bound)
     assert [c["id"] for c in strict] == [c["id"] for c in inclusive]
 
 
 def test_list_calls_order_window_and_filters(make_ws: Callable[..., Workspace]) -> None:
+    """Newest first without ties; a createdAt window; id, phone number and limit filters."""
     ws = make_ws()
     page = ws.list_calls(limit=50)
     stamps = [c["createdAt"] for c in page]
@@ -95,6 +104,7 @@ def test_list_calls_order_window_and_filters(make_ws: Callable[..., Workspace]) 
 
 
 def test_call_update_delete_and_not_found(make_ws: Callable[..., Workspace], fake: FakeTime) -> None:
+    """PATCH name bumps updatedAt; DELETE removes the call everywhere; unknown ids are NotFound."""
     ws = make_ws()
     call = ws.list_calls(limit=20)[15]
     renamed = ws.update_call(call["id"], {"name": "escalate"})
@@ -114,6 +124,7 @@ def test_call_update_delete_and_not_found(make_ws: Callable[..., Workspace], fak
 
 # ------------------------------------------------------------------ POST /call on the clock
 def test_created_call_moves_through_its_states(make_ws: Callable[..., Workspace], fake: FakeTime) -> None:
+    """POST /call: refused without a real assistant; else queued, ringing, in progress, ended."""
     import vapi.types as T
 
     ws = make_ws()
@@ -150,6 +161,7 @@ def test_created_call_moves_through_its_states(make_ws: Callable[..., Workspace]
 
 # ------------------------------------------------------------------ campaigns
 def test_campaign_progresses_on_a_fast_clock(make_ws: Callable[..., Workspace], fake: FakeTime) -> None:
+    """A campaign dials on schedule within maxConcurrency, counters move, and it ends with success."""
     import vapi.types as T
 
     ws = make_ws(time_scale=20.0)  # 20 sandbox seconds per real second
@@ -195,6 +207,7 @@ def test_campaign_progresses_on_a_fast_clock(make_ws: Callable[..., Workspace], 
 
 
 def test_campaign_patch_and_rules(make_ws: Callable[..., Workspace], fake: FakeTime) -> None:
+    """Campaign cross-field rules, PATCH status ended stops dialling, in-use deletes conflict."""
     ws = make_ws(time_scale=10.0)
     support = named(ws, "assistants", "Support")
     phone = named(ws, "phone_numbers", "Support Local Line")
@@ -228,6 +241,7 @@ def test_campaign_patch_and_rules(make_ws: Callable[..., Workspace], fake: FakeT
 
 # ------------------------------------------------------------------ squads and other objects
 def test_squad_destinations_must_name_a_member(make_ws: Callable[..., Workspace]) -> None:
+    """Squad destinations must name a member's assistant exactly; refused squads store nothing."""
     import vapi.types as T
 
     ws = make_ws()
@@ -241,7 +255,8 @@ def test_squad_destinations_must_name_a_member(make_ws: Callable[..., Workspace]
     with pytest.raises(ValidationFailed) as refused:
         ws.create_object("squads", bad)
     assert "members.0.assistantDestinations.0.assistantName" in refused.value.messages[0]
-    for members in ([], [{"assistantId": "missing"}], [{"assistantDestinations": []}]):
+    broken: list[list[dict[str, Any]]] = [[], [{"assistantId": "missing"}], [{"assistantDestinations": []}]]
+    for members in broken:
         with pytest.raises(ValidationFailed):
             ws.create_object("squads", {"members": members})
     assert ws.list_objects("squads") == before
@@ -258,6 +273,7 @@ def test_squad_destinations_must_name_a_member(make_ws: Callable[..., Workspace]
 
 
 def test_generic_objects_crud_filters_and_pages(make_ws: Callable[..., Workspace], fake: FakeTime) -> None:
+    """Create/list/filter/page/patch/delete on a paginated kind, with reference rules."""
     import vapi.types as T
 
     ws = make_ws()
@@ -296,6 +312,7 @@ def test_generic_objects_crud_filters_and_pages(make_ws: Callable[..., Workspace
 
 # ------------------------------------------------------------------ columns and ground truth
 def test_columns_match_the_served_calls(make_ws: Callable[..., Workspace], fake: FakeTime) -> None:
+    """The columnar view agrees with the JSON of every call, overlay and live calls included."""
     ws = make_ws()
     ws.delete_call(ws.list_calls(limit=30)[20]["id"])
     support = named(ws, "assistants", "Support")
@@ -322,6 +339,7 @@ def test_columns_match_the_served_calls(make_ws: Callable[..., Workspace], fake:
 
 
 def test_ground_truth_agrees_with_the_served_calls(make_ws: Callable[..., Workspace], tmp_path: Path) -> None:
+    """Ground truth (metrics, failure quote and time, recording hashes) matches what is served."""
     ws = make_ws()
     truth = write_ground_truth(tmp_path / "truth.json", ws, recordings=3)
     assert json.loads((tmp_path / "truth.json").read_text()) == truth
