@@ -134,51 +134,21 @@ def campaign_status_body(campaign_id: str, watch: bool, interval: float) -> Body
 
         from agent.runtime import open_runtime
         from workflows.campaign import counters, is_final, status
+        from workflows.steps import ProgressBar
 
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, store=None) as rt:
             current = await status(rt, campaign_id)
-            bar = _CampaignBar(rt.show_progress and watch)
-            with bar:
+            with ProgressBar(rt.show_progress and watch, "campaign") as bar:
                 while watch and not is_final(current):
-                    bar.update(current)
+                    shown = counters(current)
+                    bar.update(total=shown["customers"] or None, completed=shown["callsCounterEnded"],
+                               description=f"{current.get('status')}: {shown['callsCounterInProgress']} in progress")
                     await asyncio.sleep(interval)
                     current = await status(rt, campaign_id)
-                bar.update(current)
         return Outcome(result={"id": current.get("id"), "name": current.get("name"), "status": current.get("status"),
                                "ended_reason": current.get("endedReason"), "counters": counters(current)})
 
     return body
-
-
-class _CampaignBar:
-    """A rich progress bar of ended calls over customers (only for a person at a terminal)."""
-
-    def __init__(self, show: bool) -> None:
-        self._bar: Any = None
-        if show:
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self._bar = Progress(console=Console(stderr=True), transient=True)
-            self._task = self._bar.add_task("campaign", total=None)
-
-    def __enter__(self) -> _CampaignBar:
-        if self._bar is not None:
-            self._bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def update(self, campaign: dict[str, Any]) -> None:
-        if self._bar is None:
-            return
-        from workflows.campaign import counters
-
-        c = counters(campaign)
-        self._bar.update(self._task, total=c["customers"] or None, completed=c["callsCounterEnded"],
-                         description=f"{campaign.get('status')}: {c['callsCounterInProgress']} in progress")
 
 
 def campaign_status_render(outcome: Outcome, ctx: CommandContext) -> None:

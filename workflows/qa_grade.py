@@ -20,7 +20,7 @@ from agent.runtime import Runtime
 from agent.timeparse import parse_duration
 from workflows.qa_analysis import analyse_call
 from workflows.qa_metric import Metric, resolve_metric
-from workflows.steps import gather_limited
+from workflows.steps import ProgressBar, gather_limited
 
 RECORDING_CHOICES = ("failing", "all", "none")
 
@@ -72,16 +72,23 @@ class QAResult:
         return [c for c in self.calls if c["failed"]]
 
     def to_dict(self) -> dict[str, Any]:
-        """The envelope's ``result``."""
+        """The envelope's ``result``, in the issue's shape (plus the notes it asks for)."""
         return {
             "assistant": self.assistant,
             "metric": self.metric["name"],
-            "metric_source": self.metric,
             "threshold": self.threshold,
-            "calls": self.calls,
+            "calls": [_public_call(c) for c in self.calls],
             "recommendations": self.recommendations,
             "notes": self.notes,
         }
+
+
+def _public_call(entry: dict[str, Any]) -> dict[str, Any]:
+    """A call as the JSON result shows it: the recording is exactly ``{path, bytes, sha256}``."""
+    recording = entry.get("recording")
+    if recording is None:
+        return entry
+    return {**entry, "recording": {k: recording[k] for k in ("path", "bytes", "sha256")}}
 
 
 async def _latest_ended_calls(rt: Runtime, assistant_id: str, last: int, since: str | None) -> list[dict[str, Any]]:
@@ -191,7 +198,7 @@ async def run(rt: Runtime, params: QAParams) -> QAResult:
         window = f" in the last {params.since}" if params.since else ""
         result.notes.append(f"no ended calls{window} for this assistant")
     job = _job_key(assistant["id"], metric, params.threshold)
-    progress = _Progress(rt, len(calls))
+    progress = ProgressBar(rt.show_progress and bool(calls), "grading calls", len(calls))
     entries: list[dict[str, Any]] = []
 
     async def grade(call: dict[str, Any]) -> dict[str, Any]:
@@ -211,31 +218,3 @@ async def run(rt: Runtime, params: QAParams) -> QAResult:
                        "(set OPENAI_API_KEY, or OPENAI_BASE_URL for any OpenAI-compatible endpoint)",
         })
     return result
-
-
-class _Progress:
-    """A rich progress bar on a terminal; nothing otherwise."""
-
-    def __init__(self, rt: Runtime, total: int) -> None:
-        self._bar: Any = None
-        self._task: Any = None
-        if rt.show_progress and total:
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self._bar = Progress(console=Console(stderr=True), transient=True)
-            self._task = self._bar.add_task("grading calls", total=total)
-
-    def __enter__(self) -> _Progress:
-        if self._bar is not None:
-            self._bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def advance(self) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task)
-
