@@ -11,7 +11,9 @@ Rules that keep it safe and bounded:
   placeholders; URLs in results are never fetched on the model's say-so (there is no fetch tool);
 - limits: max turns, max tool calls, the same call (tool + arguments) more than twice in a row,
   max cost and a deadline. At a turn/tool-call/repeat limit the model is asked once more, without
-  tools, for a final answer with what it has; cost and deadline stop at once.
+  tools, for a final answer with what it has; cost and deadline stop at once. Calls of a parallel
+  batch beyond the tool-call budget are not run (the model is told); the deadline also cuts a model
+  or tool call in progress (cut calls are reported with ``"cancelled": "deadline"``).
 """
 
 from __future__ import annotations
@@ -161,6 +163,7 @@ async def run_agent(
     if run_log is not None:
         run_log.add_message("user", prompt)
     calls_made: list[dict[str, Any]] = []
+    batch: dict[int, dict[str, Any]] = {}  # records of the running batch (kept if a deadline cuts it)
     recent: list[str] = []
     turns = 0
 
@@ -174,6 +177,15 @@ async def run_agent(
         if len(calls_made) >= limits.max_tool_calls:
             raise _Stop("max_tool_calls", _budget(f"max tool calls ({limits.max_tool_calls}) reached"),
                         ask_final=True)
+
+    async def before_deadline(work: Awaitable[Any]) -> Any:
+        # The deadline also bounds a slow model or tool: the waits are cancelled when it passes.
+        if limits.deadline is None:
+            return await work
+        try:
+            return await asyncio.wait_for(work, max(0.0, limits.deadline - (time.monotonic() - started)))
+        except TimeoutError:
+            raise _Stop("deadline", _budget(f"deadline of {limits.deadline:g} s reached"), ask_final=False) from None
 
     async def complete(tools: list[dict[str, Any]] | None) -> ModelTurn:
         turn = await chat_model.complete(messages, tools, on_token=lambda t: emit(AgentEvent("token", {"text": t})))
@@ -195,6 +207,7 @@ async def run_agent(
         except ModelError as exc:
             return f"ERROR: {exc.line()}", None, None
         record: dict[str, Any] = {"name": call.name, "arguments": redact_data(args), "ok": False, "approved_by": None}
+        batch[index] = record
         emit(AgentEvent("tool_start", {"name": call.name, "arguments": record["arguments"]}))
         try:
             if call.name in locals_by_name:
@@ -210,7 +223,10 @@ async def run_agent(
                 return f"ERROR: there is no tool named {call.name!r}", record, None
             selector.mark_used(call.name)
             _server, public = tool_map.resolve(call.name)  # converted from catalogue (public) names
+            record["name"] = public  # the envelope and the run log name the tool that really runs
             restored = tool_map.restore_arguments(call.name, args)
+            # Report what really runs: strict mode's nulls for omitted optional keys are not arguments.
+            record["arguments"] = redact_data(restored)
             output = await rt.hub.call(public, restored)
             record["ok"] = output.ok
             record["approved_by"] = rt.hub.records[-1].approved_by if rt.hub.records else None
@@ -220,11 +236,14 @@ async def run_agent(
             return f"REFUSED: {exc.line()}. Do not retry it; tell the user what would have run.", record, exc
         except ToolError as exc:
             return f"ERROR: {exc.line()}", record, None
+        except asyncio.CancelledError:
+            record["cancelled"] = "deadline"  # it may or may not have run: say so, never claim either
+            raise
         finally:
-            emit(AgentEvent("tool_end", {"name": call.name, "ok": record["ok"]}))
+            emit(AgentEvent("tool_end", {"name": record["name"], "ok": record["ok"], "refused": record.get("refused")}))
             if run_log is not None:
-                run_log.add_tool_call(call.name, record["arguments"], record["ok"], record["approved_by"],
-                                      rt.hub.access(call.name, args).value if call.name not in locals_by_name
+                run_log.add_tool_call(record["name"], record["arguments"], record["ok"], record["approved_by"],
+                                      rt.hub.access(record["name"], args).value if call.name not in locals_by_name
                                       else locals_by_name[call.name].access.value,
                                       record.get("refused"))
 
@@ -233,12 +252,28 @@ async def run_agent(
     try:
         while True:
             check_budgets()
-            turn = await complete(selector.offer(prompt))
+            turn = await before_deadline(complete(selector.offer(prompt)))
             turns += 1
             if not turn.tool_calls:
                 answer = turn.content or ""
                 break
-            results = await asyncio.gather(*(dispatch(c, len(calls_made) + i) for i, c in enumerate(turn.tool_calls)))
+            # The tool-call budget holds inside a parallel batch too: calls beyond it are not run, and
+            # the model is told so (every call it made must still get an answer).
+            left = limits.max_tool_calls - len(calls_made)
+            jobs: list[Awaitable[tuple[str, dict[str, Any] | None, ApprovalRequired | None]]] = []
+            for i, c in enumerate(turn.tool_calls):
+                if selector.is_search(c.name) or left > 0:
+                    left -= 0 if selector.is_search(c.name) else 1
+                    jobs.append(dispatch(c, len(calls_made) + i))
+                else:
+                    jobs.append(_not_run(f"NOT RUN: max tool calls ({limits.max_tool_calls}) reached; this call "
+                                         "was not made. Answer with what you have."))
+            batch.clear()
+            try:
+                results = await before_deadline(asyncio.gather(*jobs))
+            except _Stop:
+                calls_made.extend(batch[index] for index in sorted(batch))  # finished and cut calls alike
+                raise
             refused: ApprovalRequired | None = None
             for call, (text, record, refusal) in zip(turn.tool_calls, results, strict=True):
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
@@ -266,6 +301,10 @@ async def run_agent(
         run_log.add_message("final", answer)
     return AgentResult(answer=answer, tool_calls=calls_made, messages=messages,
                        stopped_by=stop.reason if stop else None, stop_error=stop.error if stop else None)
+
+
+async def _not_run(text: str) -> tuple[str, dict[str, Any] | None, ApprovalRequired | None]:
+    return text, None, None
 
 
 def _is_json(text: str) -> bool:

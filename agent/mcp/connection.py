@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -32,6 +32,28 @@ INVALID_PARAMS = -32602
 METHOD_NOT_FOUND = -32601
 
 HttpClientFactory = Callable[[ServerSpec], Any]  # returns an httpx2.AsyncClient
+# Runs one read attempt under the run's retry policy, e.g. ``lambda fn: policy.run(fn, is_write=False)``.
+RetryReads = Callable[[Callable[[], Awaitable[ToolOutput]]], Awaitable[ToolOutput]]
+
+
+class _UpstreamToolFailure(Exception):
+    """A read's tool result reporting an upstream 5xx/408, raised for the retry policy to judge."""
+
+    def __init__(self, output: ToolOutput, status: int) -> None:
+        super().__init__(f"upstream answered HTTP {status}")
+        self.output = output
+        self.status_code = status  # what agent.ratelimit.policy.classify reads
+
+
+def upstream_failure_status(output: ToolOutput) -> int | None:
+    """The status of a tool result that reports an upstream server failure (5xx or 408), else None."""
+    error = output.error
+    if error is None or isinstance(error, RateLimited):
+        return None
+    status = error.details.get("status")
+    if isinstance(status, int) and not isinstance(status, bool) and (status >= 500 or status == 408):
+        return status
+    return None
 
 
 def _is_control(exc: BaseException) -> bool:
@@ -98,12 +120,18 @@ class Connection:
         server_object: Any = None,
         tool_timeout: float = 120.0,
         connect_timeout: float = 20.0,
+        elicitation_callback: Any = None,
+        retry_reads: RetryReads | None = None,
     ) -> None:
         self.spec = spec
+        self._retry_reads = retry_reads
         self._http_factory = http_client_factory
         self._server_object = server_object
         self.tool_timeout = tool_timeout
         self.connect_timeout = connect_timeout
+        # None (the product's choice): elicitation is not declared, so servers never ask a headless
+        # agent for input; a callback (an ``mcp`` ``ElicitationFnT``) declares it and answers.
+        self._elicitation_callback = elicitation_callback
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
         self._tools: list[Any] | None = None
@@ -137,7 +165,16 @@ class Connection:
             kwargs: dict[str, Any] = {"headers": spec.headers, "timeout": self.connect_timeout,
                                       "sse_read_timeout": max(self.tool_timeout, 300.0)}
             if factory is not None:
-                kwargs["httpx_client_factory"] = lambda headers=None, timeout=None, auth=None: factory(spec)
+
+                def sse_http_client(headers: Any = None, timeout: Any = None, auth: Any = None) -> Any:
+                    client = factory(spec)
+                    if timeout is not None:
+                        # The event stream idles between messages: it needs sse_read_timeout, not the
+                        # per-request read timeout (else an idle session drops after tool_timeout seconds).
+                        client.timeout = timeout
+                    return client
+
+                kwargs["httpx_client_factory"] = sse_http_client
             return sse_client(spec.url, **kwargs)
         from mcp.client.streamable_http import streamable_http_client
 
@@ -154,7 +191,8 @@ class Connection:
         try:
             target = self._transport_target(stack)
             mode = "auto" if self.spec.transport in ("sandbox", "memory") else "legacy"
-            client = Client(target, mode=mode, cache=None, read_timeout_seconds=self.tool_timeout)
+            client = Client(target, mode=mode, cache=None, read_timeout_seconds=self.tool_timeout,
+                            elicitation_callback=self._elicitation_callback)
             self._client = await stack.enter_async_context(client)
         except BaseException as exc:
             await stack.aclose()
@@ -213,7 +251,36 @@ class Connection:
         Transport failures raise: ``AmbiguousWrite`` for a write that may have happened, else an
         ``UpstreamError``. An expired session (404) is re-initialised once and the call resent: a 404
         means the request was not processed.
+
+        A tool *result* reporting an upstream 5xx or 408 (Truto forwards Vapi's failures as ``isError``
+        envelopes, where no HTTP-level retry can see them): a write's error becomes ``AmbiguousWrite``
+        (it may have been applied; the facade reconciles), and a read is called again through
+        ``retry_reads`` (the run's retry policy); if it never succeeds, the last answer is returned.
         """
+        if is_write or self._retry_reads is None:
+            output = await self._call_once(name, arguments, is_write=is_write, timeout=timeout)
+            status = upstream_failure_status(output)
+            if is_write and status is not None:
+                output.error = AmbiguousWrite(
+                    f"{self.spec.display} tool {name}: write answered HTTP {status}; it may have been applied",
+                    status=status)
+            return output
+
+        async def attempt() -> ToolOutput:
+            output = await self._call_once(name, arguments, is_write=False, timeout=timeout)
+            status = upstream_failure_status(output)
+            if status is not None:
+                raise _UpstreamToolFailure(output, status)
+            return output
+
+        try:
+            return await self._retry_reads(attempt)
+        except _UpstreamToolFailure as exc:  # still failing when the policy gave up: report the last answer
+            return exc.output
+
+    async def _call_once(self, name: str, arguments: dict[str, Any] | None, *, is_write: bool,
+                         timeout: float | None) -> ToolOutput:
+        """One ``tools/call`` (re-initialising an expired session once); see ``call``."""
         if self._client is None:
             raise UpstreamError(f"{self.spec.display}: not connected")
         for attempt in (1, 2):

@@ -153,7 +153,7 @@ class RetryConfig:
     max_attempts: int = 8
     max_wait_per_request: float = 120.0
     max_wait_per_run: float = 900.0
-    jitter: float = 1.0  # at most this many seconds added to an announced wait
+    jitter: float = 1.0  # at most this many seconds added to an announced wait (else 10% of it + 50 ms)
     backoff_base: float = 0.5  # full-jitter exponential: uniform(0, min(max, base * 2**(n-1)))
     backoff_max: float = 30.0
 
@@ -260,7 +260,9 @@ class RetryPolicy:
                 if call.announced > call.remaining:
                     call.gave_up = "reset_beyond_budget"
                     return 0.0
-                headroom = min(self.config.jitter, call.remaining - call.announced)
+                # "A little": a tenth of the wait (so a 0.4 s retry-after-ms stays near 0.4 s), capped.
+                little = min(self.config.jitter, 0.05 + 0.1 * call.announced)
+                headroom = min(little, call.remaining - call.announced)
                 return call.announced + self.rng.uniform(0.0, max(0.0, headroom))
             if call.remaining <= 0.0:
                 call.gave_up = "budget"
