@@ -260,12 +260,12 @@ def doctor_body() -> Body:
         from agent.vapi import WORKFLOW_NEEDS
 
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, store=None) as rt:
-            servers = [{"name": c.spec.name, "kind": c.spec.kind, "transport": c.spec.transport,
+            servers: list[dict[str, Any]] = [{"name": c.spec.name, "kind": c.spec.kind, "transport": c.spec.transport,
                         "endpoint": c.spec.display, "server_name": c.server_name,
                         "protocol": c.protocol_version, "tools": sum(1 for t in rt.hub.catalogue
                                                                      if t.server == c.spec.name)}
                        for c in rt.hub.connections]
-            matrix = {}
+            matrix: dict[str, Any] = {}
             for workflow in WORKFLOW_NEEDS:
                 missing = rt.vapi.missing_for(workflow)
                 matrix[workflow] = {"supported": not missing, "missing": missing}
