@@ -16,7 +16,6 @@ import hmac
 import json
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -159,6 +158,7 @@ class RestApp:
         if endpoint is None:
             response: Response = _nest_404(scope["method"], scope["path"])
             route, transport = None, _transport_for(scope["path"])
+            notify(ServedResponse(scope["method"], "(no route)", 404, json.loads(bytes(response.body))))
         else:
             ctx = Ctx(self.sandbox, request, endpoint.route, params)
             response = await self._serve(endpoint, ctx, status_box["extra"])
@@ -176,7 +176,8 @@ class RestApp:
                 await self.faults.delay()
             if endpoint.auth:
                 key = _bearer(ctx.request)
-                if key is None or not hmac.compare_digest(key, self.sandbox.config.api_key):
+                expected = self.sandbox.config.api_key.encode()
+                if key is None or not hmac.compare_digest(key.encode(), expected):
                     raise VapiHttpError(401, UNAUTHORIZED)
                 if endpoint.api:
                     decision = self.faults.rate_limit(key)
@@ -261,7 +262,3 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             await send({"type": "lifespan.shutdown.complete"})
             return
 
-
-def now_ms() -> int:
-    """Real epoch milliseconds (for ids and SSE timestamps)."""
-    return int(time.time() * 1000)

@@ -149,13 +149,16 @@ def _list(kind: Kind) -> Callable[[Ctx], Any]:
     async def handler(ctx: Ctx) -> Reply:
         query = ctx.query(kind.list_query)
         ws = ctx.sandbox.workspace
-        filters = _filters(query, ("limit", "page", "sortOrder", "sortBy"))
+        filters = _filters(query, ("limit", "page", "sortOrder", "sortBy", "assistantIdAny"))
         limit = int(query.get("limit", 100))
         with workspace_errors():
             if not kind.paginated:
                 return Reply(ws.list_objects(kind.kind, limit=limit, **filters))
             # sortBy duration/cost is accepted but the sandbox orders by createdAt only
             items = ws.list_objects(kind.kind, **filters)
+            if query.get("assistantIdAny") is not None:
+                wanted = set(query.get("assistantIdAny"))
+                items = [item for item in items if item.get("assistantId") in wanted]
             return Reply(ws.page(items, int(query.get("page", 1)), limit, query.get("sortOrder", "DESC")))
 
     handler.__doc__ = f"GET {kind.path}"

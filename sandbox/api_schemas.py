@@ -221,7 +221,7 @@ def phone_body(provider: str, *, create: bool) -> Obj:
 
 # ---------------------------------------------------------------- campaigns
 DIAL_PLAN_ENTRY = obj(("phoneNumberId", "customers"), phoneNumberId=Str(), customers=Arr(items=CUSTOMER))
-_CAMPAIGN_TARGETS = {
+_CAMPAIGN_TARGETS: dict[str, Spec] = {
     "assistantId": Str(),
     "workflowId": Str(),
     "squadId": Str(),
@@ -242,7 +242,7 @@ CAMPAIGN_BODY = obj(
     predialPlan=FREE,
     duplicateFromCampaignId=Str(),
 )
-CAMPAIGN_PATCH = obj(name=Str(), **_CAMPAIGN_TARGETS, status=Str(enum=("ended", "cancelled")))
+CAMPAIGN_PATCH = Obj(fields={"name": Str(), **_CAMPAIGN_TARGETS, "status": Str(enum=("ended", "cancelled"))})
 
 # ---------------------------------------------------------------- observability
 CONDITION = obj(

@@ -67,7 +67,16 @@ def _topic_reply(text: str) -> str:
 
 
 def _fill(text: str, variables: dict[str, Any]) -> str:
-    return re.sub(r"\{\{\s*([\w.]+)\s*\}\}", lambda m: str(variables.get(m.group(1), m.group(0))), text)
+    """Fill Liquid ``{{name}}`` placeholders; unknown ones become "there" (names) or vanish."""
+
+    def value(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key in variables:
+            return str(variables[key])
+        return "there" if key.lower().endswith("name") else ""
+
+    filled = re.sub(r"\{\{\s*([\w.]+)\s*\}\}", value, text)
+    return re.sub(r"\s+([,.!?])", r"\1", re.sub(r" {2,}", " ", filled)).strip()
 
 
 def compose_reply(assistant: dict[str, Any], history: list[dict[str, Any]], text: str,

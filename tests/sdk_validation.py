@@ -4,6 +4,9 @@
 for every JSON response and every SSE event it serves, in-process or on a uvicorn thread. Failures are
 collected (never raised inside the server) and ``take_failures()`` hands them to the test fixture.
 
+Validation happens on a worker thread fed by the observer (``take_failures`` waits for it to catch
+up), so serving is never slowed by the SDK's expensive first model builds.
+
 Strict means ``Model.model_validate`` / ``TypeAdapter.validate_python`` (required fields, types), not
 the SDK's lenient ``construct_type`` which never fails. Unions the SDK discriminates (phone numbers by
 ``provider``, tools by ``type``) are also checked to have resolved to the variant the discriminator
@@ -12,6 +15,7 @@ names, because pydantic would otherwise happily fall back to another member.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -101,7 +105,7 @@ def _union(kind: str, *, many: bool) -> Callable[[], Callable[[Any], None]]:
 
             discriminator = "provider"
         else:
-            from vapi.tools.types import ListToolsResponseItem as Item  # type: ignore[assignment]
+            from vapi.tools.types import ListToolsResponseItem as Item
 
             discriminator = "type"
         adapter = _adapter(Item)
@@ -213,28 +217,48 @@ def _short(exc: Exception) -> str:
 
 
 _validators = _Validators()
+# Validation runs on a worker thread: the observer only enqueues, so a slow first SDK model build
+# (tens of seconds for Call/Assistant) never stalls a served sandbox's event loop into client timeouts.
+_queue: queue.Queue[ServedResponse] = queue.Queue()
+_worker: list[threading.Thread] = []
+
+
+def _work() -> None:
+    while True:
+        served = _queue.get()
+        try:
+            failure = _validators.check(served)
+        except Exception as exc:  # a validator bug is a failure to report, not a dead worker
+            failure = f"validator crashed on {served.method} {served.route}: {exc!r}"
+        try:
+            if failure is not None:
+                with _lock:
+                    _failures.append(failure)
+        finally:
+            _queue.task_done()
 
 
 def _observer(served: ServedResponse) -> None:
-    failure = _validators.check(served)
-    if failure is not None:
-        with _lock:
-            _failures.append(failure)
+    _queue.put(served)
 
 
 def install() -> None:
-    """Register the validating observer once (idempotent); clears nothing."""
+    """Register the validating observer once (idempotent) and start its worker; clears nothing."""
     with _lock:
+        if not _worker:
+            thread = threading.Thread(target=_work, name="sdk-validation", daemon=True)
+            thread.start()
+            _worker.append(thread)
         if _observer not in RESPONSE_OBSERVERS:
             RESPONSE_OBSERVERS.append(_observer)
 
 
 def take_failures() -> list[str]:
-    """Every failure recorded since the last call (including observer crashes), then forget them."""
+    """Wait until everything served so far is validated; return the failures (and observer crashes)."""
     from sandbox.api import take_observer_errors
 
+    _queue.join()
     with _lock:
         failures = list(_failures)
         _failures.clear()
     return failures + [f"observer crashed: {e}" for e in take_observer_errors()]
-

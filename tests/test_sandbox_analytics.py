@@ -88,6 +88,14 @@ def bucket(created: datetime, step: str, zone: ZoneInfo) -> datetime:
     return datetime(*start, tzinfo=zone)
 
 
+def reduce_values(operation: str, values: list[float]) -> float:
+    if operation == "sum":
+        return sum(values)
+    if operation == "avg":
+        return sum(values) / len(values)
+    return min(values) if operation == "min" else max(values)
+
+
 def expected_result(frame: pd.DataFrame, query: dict[str, Any], start: datetime, end: datetime) -> list[dict]:
     tr = query.get("timeRange") or {}
     zone = ZoneInfo(tr.get("timezone") or "UTC")
@@ -120,8 +128,7 @@ def expected_result(frame: pd.DataFrame, query: dict[str, Any], start: datetime,
             elif not values:
                 row[name] = None
             else:
-                row[name] = {"sum": sum, "avg": lambda v: sum(v) / len(v), "min": min, "max": max}[op["operation"]](
-                    values)
+                row[name] = reduce_values(op["operation"], values)
         rows.append(row)
     return rows
 
@@ -149,7 +156,7 @@ def assert_same(got: list[dict[str, Any]], want: list[dict[str, Any]], query: di
 
 
 def random_query(rng: random.Random, n: int) -> dict[str, Any]:
-    ops = []
+    ops: list[dict[str, Any]] = []
     for _ in range(rng.randint(1, 4)):
         column = rng.choice(["id", *NUMERIC])
         operation = "count" if column == "id" else rng.choice(OPS)

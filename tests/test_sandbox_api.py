@@ -16,7 +16,7 @@ from sandbox.app import Sandbox
 from sandbox.clock import SandboxClock
 from sandbox.config import RateLimit, SandboxConfig
 from sandbox.ids import iso_ms, parse_iso
-from sandbox.observe import RESPONSE_OBSERVERS, take_observer_errors
+from sandbox.observe import RESPONSE_OBSERVERS, ServedResponse, notify, take_observer_errors
 from sandbox.recordings import make_recording_link, storage_origin
 
 UNAUTHORIZED = {
@@ -127,7 +127,7 @@ async def test_id_assistant_phone_filters_and_fractionless_dates(make_sandbox: C
             got = (await client.get("/call", params={key: sample[key], "limit": 1000})).json()
             assert [c["id"] for c in got] == expected and 0 < len(expected) < 120
         day = parse_iso(everything[60]["createdAt"]).replace(microsecond=0)
-        window = {"createdAtGe": day.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        window: dict[str, str | int] = {"createdAtGe": day.strftime("%Y-%m-%dT%H:%M:%SZ"),
                   "createdAtLt": (day + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S+00:00"), "limit": 1000}
         got = (await client.get("/call", params=window)).json()
         expected = [c["id"] for c in everything if day <= parse_iso(c["createdAt"]) < day + timedelta(days=2)]
@@ -475,6 +475,9 @@ async def test_chat_native_json_and_stream(make_sandbox: Callable[..., Sandbox])
         assert {e["path"] for e in events} == {"chat.output[0].content"}
         stored = (await client.get(f"/chat/{events[0]['id']}")).json()
         assert "".join(e["delta"] for e in events) == stored["output"][0]["content"]
+        mine = (await client.get("/chat", params={"assistantIdAny": f"{assistant['id']},other"})).json()
+        assert {c["id"] for c in mine["results"]} == {plain.json()["id"], stored["id"]}
+        assert (await client.get("/chat", params={"assistantIdAny": "other"})).json()["results"] == []
         invalid = await client.post("/chat/responses", json={"input": "hi"})
         assert invalid.status_code == 400
         both = await client.post("/chat", json={"assistantId": assistant["id"], "input": "x", "sessionId": "s",
@@ -527,3 +530,39 @@ async def test_a_crashing_observer_never_breaks_serving(make_sandbox: Callable[.
         RESPONSE_OBSERVERS.remove(broken)
     errors = take_observer_errors()
     assert errors and "observer bug" in errors[0] and "/assistant" in errors[0]
+
+
+async def test_sse_over_a_real_socket(serve_sandbox: Callable[..., Sandbox]) -> None:
+    sandbox = serve_sandbox(calls=30, drop_sse=False)
+    headers = {"Authorization": f"Bearer {sandbox.config.api_key}"}
+    async with httpx2.AsyncClient(base_url=sandbox.public_url, headers=headers, timeout=10) as client:
+        assistant = (await client.get("/assistant")).json()[0]["id"]
+        kinds: list[str] = []
+        async with client.stream("POST", "/chat/responses", json={"assistantId": assistant, "input": "hello"}) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            async for line in r.aiter_lines():
+                if line.startswith("data: "):
+                    kinds.append(json.loads(line[6:])["type"])
+        assert kinds[-1] == "response.completed" and kinds.count("response.output_text.done") == 1
+
+
+def test_the_sdk_validator_rejects_what_the_sdk_would() -> None:
+    from tests.sdk_validation import take_failures
+
+    take_failures()  # start clean
+    served = [
+        ServedResponse("GET", "/call/{id}", 200, {"id": "c1"}),  # orgId/createdAt/updatedAt missing
+        ServedResponse("GET", "/phone-number", 200, {"provider": "twilio"}),  # a list route given an object
+        ServedResponse("GET", "/nowhere", 200, {"ok": True}),  # nothing served unchecked
+        ServedResponse("POST", "/chat/responses", 200, {"type": "response.bogus"}, sse=True),
+        ServedResponse("GET", "/call", 400, {"message": 3, "error": "Bad Request", "statusCode": 400}),
+        ServedResponse("GET", "/_sandbox/log", 200, [{"anything": 1}]),  # exempt
+        ServedResponse("GET", "/assistant/{id}", 404, {"message": "Assistant not found", "error": "Not Found",
+                                                       "statusCode": 404}),  # a good error body
+    ]
+    for item in served:
+        notify(item)
+    failures = take_failures()
+    assert len(failures) == 5, failures
+    assert "orgId" in failures[0] and "bare JSON array" in failures[1] and "/nowhere" in failures[2]
+    assert "response.bogus" in failures[3] and "message must be a string" in failures[4]

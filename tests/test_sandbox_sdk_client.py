@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ vapi = pytest.importorskip("vapi")
 pytestmark = pytest.mark.filterwarnings("ignore:The `__fields__` attribute is deprecated")
 
 
-def _client(sandbox: Sandbox, **kwargs: object) -> vapi.Vapi:
+def _client(sandbox: Sandbox, **kwargs: Any) -> Any:
     return vapi.Vapi(token=sandbox.config.api_key, base_url=sandbox.public_url, timeout=20, **kwargs)
 
 
