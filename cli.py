@@ -32,6 +32,9 @@ calls_app = typer.Typer(help="Calls and their recordings.", no_args_is_help=True
 campaign_app = typer.Typer(help="Outbound call campaigns.", no_args_is_help=True)
 squad_app = typer.Typer(help="Squads: several assistants sharing a call.", no_args_is_help=True)
 logs_app = typer.Typer(help="The run log (every run, its tool calls and usage).", invoke_without_command=True)
+schedule_app = typer.Typer(help="Run vapi-agent commands on a schedule (mirrored into your crontab).",
+                           no_args_is_help=True)
+assistant_app = typer.Typer(help="Your Vapi assistants.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(config_app, name="config")
 app.add_typer(tools_app, name="tools")
@@ -39,6 +42,8 @@ app.add_typer(calls_app, name="calls")
 app.add_typer(logs_app, name="logs")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(squad_app, name="squad")
+app.add_typer(schedule_app, name="schedule")
+app.add_typer(assistant_app, name="assistant")
 
 # Filled by main() before typer runs: the common options lifted out of argv.
 COMMON_FLAGS: dict[str, Any] = {}
@@ -178,6 +183,83 @@ def squad_create(
     _run("squad.create", commands.squad_create_body(params), commands.squad_create_render, lock=True)
 
 
+@app.command("report")
+def report(
+    since: str | None = typer.Option(None, "--since", help="The window back from now (or --to): 7d, 24h (default 7d)."),
+    start: str | None = typer.Option(None, "--from", help="Window start, ISO 8601 (a bare date: midnight in --tz)."),
+    end: str | None = typer.Option(None, "--to", help="Window end (exclusive), ISO 8601 (default: now or --as-of)."),
+    tz: str = typer.Option("UTC", "--tz", help="Time zone of the report's days (IANA name)."),
+    group_by: str = typer.Option("assistant", "--group-by", help="assistant | endedReason | squad"),
+    formats: str | None = typer.Option(
+        None, "--format", help="Files to write: md,csv,html,json,png (--out alone writes them all)."),
+    out: str | None = typer.Option(None, "--out", help="Folder for the report-YYYY-MM-DD.<ext> files."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Run as if now were this ISO time (reproducible files)."),
+    source: str = typer.Option("auto", "--source", help="auto | analytics (Vapi's analytics) | calls (page calls)."),
+    worse_success_pp: float = typer.Option(5.0, "--worse-success-pp", help="Worse: success rate down > this (pp)."),
+    worse_cost_pct: float = typer.Option(10.0, "--worse-cost-pct", help="Worse: cost per call up > this (%)."),
+    min_calls: int = typer.Option(10, "--min-calls", help="Flag worse only with this many calls in both periods."),
+) -> None:
+    """Calls, minutes, cost and how calls ended, by assistant and day, against the previous period."""
+    from workflows import report_commands
+
+    params = dict(since=since, start=start, end=end, tz=tz, group_by=group_by, formats=formats, out=out, as_of=as_of,
+                  source=source, worse_success_pp=worse_success_pp, worse_cost_pct=worse_cost_pct,
+                  min_calls=min_calls)
+    _run("report", report_commands.report_body(params), report_commands.report_render, lock=True)
+
+
+@schedule_app.command("add")
+def schedule_add(
+    name: str = typer.Option(..., "--name", help="The schedule's name (letters, digits, . _ -)."),
+    cron: str = typer.Option(..., "--cron", help='Cron expression, e.g. "0 8 * * 1" (Mondays 08:00).'),
+    replace: bool = typer.Option(False, "--replace", help="Replace an entry of the same name."),
+    no_crontab: bool = typer.Option(False, "--no-crontab", help="Only the schedule file (for `schedule run`)."),
+    command: list[str] = typer.Argument(..., help='The vapi-agent command after "--", e.g. -- report --since 7d.'),
+) -> None:
+    """Schedule a command: saved in the schedule file and mirrored into your crontab."""
+    from workflows import report_commands
+
+    _run("schedule.add", report_commands.schedule_add_body(name, cron, list(command), replace, not no_crontab),
+         report_commands.schedule_add_render)
+
+
+@schedule_app.command("list")
+def schedule_list() -> None:
+    """List the schedules, their next run and whether the crontab has them."""
+    from workflows import report_commands
+
+    _run("schedule.list", report_commands.schedule_list_body(), report_commands.schedule_list_render)
+
+
+@schedule_app.command("remove")
+def schedule_remove(
+    name: str = typer.Argument(..., help="The schedule's name."),
+    no_crontab: bool = typer.Option(False, "--no-crontab", help="Leave the crontab alone."),
+) -> None:
+    """Remove a schedule (and its crontab line)."""
+    from workflows import report_commands
+
+    _run("schedule.remove", report_commands.schedule_remove_body(name, not no_crontab), report_commands.print_line)
+
+
+@schedule_app.command("sync")
+def schedule_sync() -> None:
+    """Rewrite vapi-agent's crontab lines from the schedule file."""
+    from workflows import report_commands
+
+    _run("schedule.sync", report_commands.schedule_sync_body(), report_commands.print_line)
+
+
+@schedule_app.command("run")
+def schedule_run(
+    grace: float = typer.Option(60.0, "--grace", help="Seconds late a run may still start; later ones are skipped."),
+) -> None:
+    """Fire the schedules in the foreground (for containers without a cron daemon); Ctrl-C stops."""
+    from workflows import report_commands
+
+    _run("schedule.run", report_commands.schedule_run_body(grace), None)
+
+
 @app.command("ask")
 def ask(
     prompt: str | None = typer.Argument(None, help='The request, e.g. "list my assistants" (stdin when - or absent).'),
@@ -192,6 +274,34 @@ def ask(
     options = commands.AskOptions(prompt, max_turns, max_tool_calls, max_cost, price)
     # ask stops itself at --deadline (a final answer and a partial envelope), so the runner does not.
     _run("ask", commands.ask_body(options), commands.ask_render, deadline_inside=True)
+
+
+@app.command("chat")
+def chat(
+    max_turns: int = typer.Option(20, "--max-turns", help="Model turns per message before a final answer is forced."),
+    max_tool_calls: int = typer.Option(60, "--max-tool-calls", help="Tool calls per message."),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="Stop a turn once the session cost this many USD."),
+    price: str | None = typer.Option(None, "--price", help="Model price IN,OUT in USD per 1M tokens."),
+) -> None:
+    """Chat with the agent in your terminal: tools run as you watch, writes ask first (/help inside)."""
+    from agent import chat_commands
+
+    options = chat_commands.ChatOptions(max_turns, max_tool_calls, max_cost, price)
+    _run("chat", chat_commands.chat_body(options))
+
+
+@assistant_app.command("chat")
+def assistant_chat(
+    assistant: str = typer.Argument(..., help="Assistant id, or its exact whole name."),
+    message: str | None = typer.Argument(None, help="One message (- reads stdin); none: interactive, or stdin lines."),
+    previous_chat_id: str | None = typer.Option(None, "--previous-chat-id", help="Continue this earlier chat."),
+    via: str = typer.Option("auto", "--via", help="auto | rest (streamed /chat/responses) | mcp (the chat tool)."),
+) -> None:
+    """Talk to one of your assistants by text (creates billed chats: the command is the approval)."""
+    from agent import chat_commands
+
+    options = chat_commands.AssistantChatOptions(assistant, message, previous_chat_id, via)
+    _run("assistant.chat", chat_commands.assistant_chat_body(options))
 
 
 @tools_app.command("list")

@@ -1,0 +1,249 @@
+"""Secrets at the most verbose level: each reaches its rightful server and nothing else, ever.
+
+One test, sentinel values for the four secrets (the MCP URL token, a Truto API token, a Vapi API
+key, an OpenAI key), real commands through the installed ``vapi-agent`` (qa-grade with recordings
+and a report, calls recording, ask, doctor, tools call, a Vapi-kind server, an ``mcpServers`` file
+with three servers) at ``-vv --debug``, each with its own HOME / XDG / data / temp dirs. Then:
+
+- each sentinel DID reach its server: the servers' recorded request lines and headers say so (and
+  the servers refuse requests without them, so every successful call proves it too);
+- no sentinel appears in any stdout, stderr or file written (run store, recordings, report...),
+  and no ``X-Amz-Signature=<hex>`` either (the sandbox's presigned recording URLs carry one);
+- the Truto token never went anywhere else: not to another MCP server, not to the recording link
+  or the storage it redirects to, not to the model API (headers and request bodies).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.app import Sandbox
+from sandbox.config import SandboxConfig
+from sandbox.serve import ServerThread
+from tests.openai_fake.server import ScriptedOpenAI, ToolCall, Turn, serve_app
+
+ROOT = Path(__file__).resolve().parents[1]
+VAPI_AGENT = str(Path(sys.executable).with_name("vapi-agent"))
+SIGNATURE = re.compile(rb"X-Amz-Signature=[0-9a-fA-F]{16,}")
+
+
+def sentinel(kind: str) -> str:
+    """A unique value that cannot appear by accident (URL-safe, so it can be a path token too)."""
+    return f"{kind}-SENTINEL-{secrets.token_hex(12)}"
+
+
+# ---------------------------------------------------------------- what servers received
+@dataclass
+class Seen:
+    """One HTTP request as the server received it (the raw path, before any routing or redaction)."""
+
+    path: str
+    raw_path: str
+    query: str
+    headers: dict[str, str]
+
+
+@dataclass
+class HeaderRecorder:
+    """ASGI middleware that records every request's raw path, query and headers, then passes it on."""
+
+    app: Any
+    seen: list[Seen] = field(default_factory=list)
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        """Record (http only) and delegate."""
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            raw = scope.get("raw_path") or scope["path"].encode()
+            self.seen.append(Seen(scope["path"], raw.decode("latin-1"), scope.get("query_string", b"").decode(),
+                                  headers))
+        await self.app(scope, receive, send)
+
+    def mcp(self) -> list[Seen]:
+        """Requests to the MCP path."""
+        return [s for s in self.seen if s.path.startswith("/mcp")]
+
+
+@pytest.fixture
+def recorded_sandbox() -> Iterator[Callable[..., tuple[Sandbox, HeaderRecorder]]]:
+    """Factory: a sandbox served on loopback behind a ``HeaderRecorder``."""
+    threads: list[ServerThread] = []
+
+    def factory(**config: Any) -> tuple[Sandbox, HeaderRecorder]:
+        sandbox = Sandbox(SandboxConfig(**{"seed": 7, **config}))
+        recorder = HeaderRecorder(sandbox.app)
+        sandbox.app = recorder  # ServerThread serves sandbox.app
+        threads.append(ServerThread(sandbox, host="127.0.0.1", port=0).start())
+        return sandbox, recorder
+
+    yield factory
+    for thread in threads:
+        thread.stop()
+
+
+# ---------------------------------------------------------------- runs
+@dataclass
+class Run:
+    """One command: its argv, the fake model it talks to (if any), and what it printed."""
+
+    name: str
+    argv: list[str]
+    model_url: str | None = None
+    done: subprocess.CompletedProcess[bytes] | None = None
+
+
+def execute(run: Run, root: Path, secrets_env: dict[str, str]) -> Run:
+    """Run ``vapi-agent -vv --debug ...`` headless with every user dir (and the cwd) under ``root/<name>``."""
+    base = root / run.name
+    dirs = {name: base / name for name in ("home", "config", "data", "xdg-data", "state", "cache", "tmp", "work")}
+    for path in dirs.values():
+        path.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAPI_", "OPENAI_", "TRUTO_", "XDG_"))}
+    env.update(secrets_env)
+    env.update(HOME=str(dirs["home"]), XDG_CONFIG_HOME=str(dirs["config"]), XDG_DATA_HOME=str(dirs["xdg-data"]),
+               XDG_STATE_HOME=str(dirs["state"]), XDG_CACHE_HOME=str(dirs["cache"]), TMPDIR=str(dirs["tmp"]),
+               VAPI_AGENT_DATA_DIR=str(dirs["data"]), COLUMNS="200")
+    if run.model_url:
+        env["OPENAI_BASE_URL"] = run.model_url
+    run.done = subprocess.run([VAPI_AGENT, "-vv", "--debug", *run.argv], capture_output=True, env=env,
+                              cwd=dirs["work"], stdin=subprocess.DEVNULL, timeout=180)
+    return run
+
+
+def leaks(data: bytes, values: Sequence[str]) -> list[str]:
+    """Which secret values (or presigned signatures) occur in ``data``."""
+    found = [v for v in values if v.encode() in data]
+    return found + (["X-Amz-Signature=<hex>"] if SIGNATURE.search(data) else [])
+
+
+def finding_answer() -> Turn:
+    """A valid qa-grade findings answer (no findings: nothing to check against the transcript)."""
+    return Turn.text(json.dumps({"findings": [], "recommendations": ["Acknowledge the caller's problem first."]}))
+
+
+# ---------------------------------------------------------------- the test
+def test_no_secret_leaks_at_the_most_verbose_level(
+    tmp_path: Path, recorded_sandbox: Callable[..., tuple[Sandbox, HeaderRecorder]],
+) -> None:
+    url_token, truto_token = sentinel("urltoken"), sentinel("truto")
+    vapi_key, openai_key = sentinel("vapikey"), sentinel("sk")
+    all_secrets = [url_token, truto_token, vapi_key, openai_key]
+
+    truto, truto_seen = recorded_sandbox(calls=40, token=url_token, require_api_token=truto_token)
+    vapi_like, vapi_seen = recorded_sandbox(calls=20, require_api_token=vapi_key)
+    other, other_seen = recorded_sandbox(calls=20)
+
+    qa_model, ask_model = ScriptedOpenAI([finding_answer() for _ in range(2)]), ScriptedOpenAI([
+        Turn.calls(ToolCall("list_all_vapi_calls", {"limit": 2})),
+        Turn.text("The two newest calls are listed above."),
+    ])
+    qa_seen, ask_seen = HeaderRecorder(qa_model.app), HeaderRecorder(ask_model.app)
+
+    newest = [c["id"] for c in truto.workspace.list_calls(limit=2)]
+    recorded_call = next(c for c in truto.workspace.list_calls(limit=None) if c.get("artifact", {}).get("recordingUrl"))
+    inputs = tmp_path / "inputs"  # files the *test* writes live outside the walked directories
+    inputs.mkdir()
+    mcp_config = inputs / "mcp.json"
+    mcp_config.write_text(json.dumps({"mcpServers": {
+        "truto": {"url": "${TRUTO_MCP_URL}", "headers": {"Authorization": "Bearer ${TRUTO_API_TOKEN}"}},
+        "other": {"url": other.mcp_url},
+        "local": {"command": sys.executable, "cwd": str(ROOT),
+                  "args": ["-m", "sandbox", "stdio", "--calls", "20", "--api-key", "${VAPI_API_KEY}"],
+                  "env": {"VAPI_API_KEY": "${VAPI_API_KEY}"}},
+    }}))
+
+    truto_url = ["--mcp-url", truto.mcp_url, "--mcp-kind", "truto"]
+    root = tmp_path / "runs"
+    with ExitStack() as stack:
+        qa_url = stack.enter_context(serve_app(qa_seen)) + "/v1"
+        ask_url = stack.enter_context(serve_app(ask_seen)) + "/v1"
+        runs = [
+            Run("qa-grade", ["--json", "qa-grade", "--assistant", "Support", "--last", "2", "--recordings", "failing",
+                             "--recordings-dir", "recordings", "--out", "report.md", "--threshold", "101",  # all fail
+                             *truto_url], qa_url),
+            Run("recording", ["calls", "recording", recorded_call["id"], "--out", "call.wav", *truto_url]),
+            Run("ask", ["ask", "Show me the two newest calls", *truto_url], ask_url),
+            Run("doctor", ["doctor", "--mcp-url", truto.mcp_url, "--mcp-kind", "sandbox"]),  # Truto-style too
+            Run("tools-call", ["tools", "call", "list_all_vapi_calls", "--args", '{"limit": 2}', *truto_url]),
+            Run("vapi-kind", ["--json", "tools", "call", "list_all_vapi_assistants", "--args", '{"limit": 2}',
+                              "--mcp-url", vapi_like.mcp_url, "--mcp-kind", "vapi"]),
+            Run("mcp-config", ["--json", "doctor", "--mcp-config", str(mcp_config)]),
+        ]
+        secrets_env = {"TRUTO_API_TOKEN": truto_token, "VAPI_API_KEY": vapi_key, "OPENAI_API_KEY": openai_key,
+                       "TRUTO_MCP_URL": truto.mcp_url}
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(lambda run: execute(run, root, secrets_env), runs))
+
+    # ------------------------------------------------ every command worked (else the checks prove little)
+    by_name = {run.name: run for run in runs}
+    for run in runs:
+        assert run.done is not None
+        assert run.done.returncode == 0, f"{run.name}: {run.done.stderr.decode(errors='replace')[-3000:]}"
+        assert b"DEBUG" in run.done.stderr, f"{run.name} did not log at debug level"
+    qa = json.loads(by_name["qa-grade"].done.stdout)  # type: ignore[union-attr]
+    failing = [c for c in qa["result"]["calls"] if c["failed"]]
+    assert failing and all(c["recording"] for c in failing) and qa["status"] == "ok"
+    assert len(qa_model.requests) == len(failing) and ask_model.remaining == 0
+    doctor = json.loads(by_name["mcp-config"].done.stdout)  # type: ignore[union-attr]
+    assert [s["name"] for s in doctor["result"]["servers"]] == ["truto", "other", "local"]
+    assert all(s["tools"] > 0 for s in doctor["result"]["servers"])
+
+    # ------------------------------------------------ nothing in any output
+    for run in runs:
+        assert run.done is not None
+        assert leaks(run.done.stdout, all_secrets) == [], f"{run.name} stdout"
+        assert leaks(run.done.stderr, all_secrets) == [], f"{run.name} stderr"
+
+    # ------------------------------------------------ nothing in any file written
+    written = [p for p in root.rglob("*") if p.is_file()]
+    suffixes = {p.name for p in written}
+    assert "report.md" in suffixes and "call.wav" in suffixes
+    assert any(name.endswith(".sqlite3") for name in suffixes), sorted(suffixes)
+    assert len([p for p in written if p.parent.name == "recordings"]) == len(failing)
+    for path in written:
+        assert leaks(path.read_bytes(), all_secrets) == [], f"written file {path.relative_to(root)}"
+
+    # ------------------------------------------------ each secret reached its rightful server
+    truto_mcp = truto_seen.mcp()
+    assert truto_mcp and all(s.raw_path.startswith(f"/mcp/{url_token}") for s in truto_mcp)
+    assert all(s.headers.get("authorization") == f"Bearer {truto_token}" for s in truto_mcp)
+    assert all(e.status < 400 for e in truto.log.entries("mcp")), "the Truto-style server refused a request"
+    vapi_calls = [e for e in vapi_like.log.entries("mcp") if e.rpc_method == "tools/call"]
+    assert [(e.tool, e.status) for e in vapi_calls] == [("list_all_vapi_assistants", 200)]
+    assert vapi_seen.mcp() and all(s.headers.get("authorization") == f"Bearer {vapi_key}" for s in vapi_seen.mcp())
+    model_requests = qa_seen.seen + ask_seen.seen
+    assert len(model_requests) == len(failing) + 2
+    assert all(s.headers.get("authorization") == f"Bearer {openai_key}" for s in model_requests)
+
+    # ------------------------------------------------ and went nowhere else
+    media = [s for s in truto_seen.seen if not s.path.startswith("/mcp")]
+    assert {s.path.split("/")[1] for s in media} == {"_links", "_storage"}  # the link, then the 302 target
+    assert any("X-Amz-Signature=" in s.query for s in media)  # so the signature checks above had work to do
+    for seen in media:
+        assert "authorization" not in seen.headers and "cookie" not in seen.headers, seen.path
+    assert other_seen.mcp() and all("authorization" not in s.headers for s in other_seen.mcp())
+    everywhere_else = media + vapi_seen.seen + other_seen.seen + model_requests
+    for seen in everywhere_else:
+        assert truto_token not in json.dumps(seen.headers) + seen.raw_path + seen.query, seen.path
+        assert url_token not in json.dumps(seen.headers) + seen.raw_path + seen.query, seen.path
+    for seen in truto_seen.seen + vapi_seen.seen + other_seen.seen:
+        assert openai_key not in json.dumps(seen.headers), seen.path
+    for seen in truto_seen.seen + other_seen.seen:
+        assert vapi_key not in json.dumps(seen.headers), seen.path
+    # what the model was sent: no secret, no presigned signature (call objects carry presigned URLs)
+    bodies = json.dumps(qa_model.bodies() + ask_model.bodies()).encode()
+    assert leaks(bodies, all_secrets) == []
+    assert all(call_id.encode() in bodies for call_id in newest)  # ask really fed call objects to the model
