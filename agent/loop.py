@@ -116,7 +116,11 @@ def render_output(output: ToolOutput, cap: int, index: int) -> str:
     parts += [m.placeholder() for m in output.media]
     if output.error is not None:
         parts.insert(0, f"ERROR: {output.error.line()}")
-    text = redact("\n".join(parts) or "(empty result)")
+    return cap_text(redact("\n".join(parts) or "(empty result)"), cap, index)
+
+
+def cap_text(text: str, cap: int, index: int) -> str:
+    """``text`` if it fits ``cap``, else its head and tail with a note (the full text saved to a private file)."""
     if len(text) <= cap:
         return text
     saved = _save_full_result(text, index)
@@ -218,7 +222,8 @@ async def run_agent(
                 approvals = [r.approved_by for r in rt.hub.records[before:] if r.access != Access.READ.value]
                 record["approved_by"] = approvals[-1] if approvals else "read"
                 text = redact(json.dumps(value, default=str, ensure_ascii=False))
-                return text[: limits.result_cap], record, None
+                # Capped like MCP results: a silent cut would hand the model broken JSON with no note.
+                return cap_text(text, limits.result_cap, index), record, None
             if call.name not in tool_map:
                 return f"ERROR: there is no tool named {call.name!r}", record, None
             selector.mark_used(call.name)
