@@ -46,6 +46,21 @@ class CommandContext:
         print(redact(message), file=self.stderr, flush=True)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is *now* (not the stream of the moment it was created)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def configure_logging(settings: Settings) -> None:
     """Log to stderr at a level from -v/--debug/VAPI_AGENT_LOG_LEVEL, with redaction filters."""
     if settings.debug:
@@ -55,10 +70,9 @@ def configure_logging(settings: Settings) -> None:
     else:
         level = {0: logging.WARNING, 1: logging.INFO}.get(settings.verbose, logging.DEBUG)
     root = logging.getLogger()
-    if not any(getattr(h, "_vapi_agent", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        handler._vapi_agent = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
     install_logging_redaction()

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from agent.config import Settings
@@ -162,8 +163,10 @@ async def open_runtime(
     async with AsyncExitStack() as stack:
         connections = []
         for spec in specs:
+            # Reads whose tool result reports an upstream 5xx are retried under the same policy and budget.
             connection = Connection(spec, http_client_factory=http_client, tool_timeout=tool_timeout,
-                                    connect_timeout=connect_timeout)
+                                    connect_timeout=connect_timeout,
+                                    retry_reads=partial(policy.run, is_write=False, upstream=spec.display))
             await stack.enter_async_context(connection)
             connections.append(connection)
         gate = WriteGate(read_only=settings.read_only, yes=settings.yes, allow=settings.allow,

@@ -200,10 +200,35 @@ class TrutoGate:
         status_box: list[int] = [0]
         extra_headers: list[tuple[bytes, bytes]] = []
 
+        logged = False
+
+        def log_entry() -> None:
+            nonlocal logged
+            if logged:
+                return
+            logged = True
+            self.sandbox.log.add(
+                LogEntry(
+                    t_start=t_start,
+                    t_end=clock.real(),
+                    transport="mcp",
+                    method=scope["method"],
+                    path=REDACTED_MCP_PATH,
+                    status=status_box[0],
+                    rpc_method=info.method,
+                    tool=info.tool,
+                    arguments=info.arguments,
+                )
+            )
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_box[0] = message["status"]
                 message = {**message, "headers": [*message.get("headers", []), *extra_headers]}
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Log before the last byte leaves: a client that reads the log right after its answer
+                # must find the request there.
+                log_entry()
             await send(message)
 
         try:
@@ -227,19 +252,7 @@ class TrutoGate:
                 return
             await self.app(scope, _replay(body, receive), send_with_headers)
         finally:
-            self.sandbox.log.add(
-                LogEntry(
-                    t_start=t_start,
-                    t_end=clock.real(),
-                    transport="mcp",
-                    method=scope["method"],
-                    path=REDACTED_MCP_PATH,
-                    status=status_box[0],
-                    rpc_method=info.method,
-                    tool=info.tool,
-                    arguments=info.arguments,
-                )
-            )
+            log_entry()
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -369,3 +369,33 @@ def test_failing_wait_callback_is_swallowed() -> None:
 ])
 def test_wait_event_messages(event: WaitEvent, text: str) -> None:
     assert event.message().startswith(text)
+
+
+# ---------------------------------------------------------------- the window opener
+async def test_after_a_used_up_window_one_opener_times_the_next_window() -> None:
+    """The next window's end is timed from its first answer, so that answer must not queue behind a burst:
+    after a used-up window one request goes alone, the others follow its answer."""
+    clock = FakeClock()
+    governor = make_governor(clock)
+    governor.observe(200, {"ratelimit-limit": "10;w=2", "ratelimit-remaining": "0", "ratelimit-reset": "2"})
+    first = asyncio.ensure_future(governor.acquire())
+    others = [asyncio.ensure_future(governor.acquire()) for _ in range(3)]
+    await asyncio.wait_for(first, 1)
+    assert clock.now == pytest.approx(102.0)
+    done, _ = await asyncio.wait(others, timeout=0.2)  # (real time: lets the fake clock wake them all)
+    assert not done and governor.state().in_flight == 1
+    clock.now = 102.01
+    governor.observe(200, {"ratelimit-limit": "10;w=2", "ratelimit-remaining": "9", "ratelimit-reset": "2"})
+    governor.release()
+    await asyncio.wait_for(asyncio.gather(*others), 1)
+    assert governor.state().in_flight == 3 and governor.state().window_end == pytest.approx(104.01)
+
+
+async def test_a_window_with_room_left_rolls_without_an_opener() -> None:
+    clock = FakeClock()
+    governor = make_governor(clock)
+    governor.observe(200, {"ratelimit-limit": "10;w=2", "ratelimit-remaining": "6", "ratelimit-reset": "2"})
+    clock.now = 102.5  # the window passed with room to spare: the limit did not bind
+    tasks = [asyncio.ensure_future(governor.acquire()) for _ in range(4)]
+    await asyncio.wait_for(asyncio.gather(*tasks), 1)
+    assert governor.state().in_flight == 4 and not governor.state().probing
