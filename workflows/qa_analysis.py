@@ -37,30 +37,26 @@ FINDINGS_FORMAT: dict[str, Any] = {
                         "additionalProperties": False,
                         "required": ["at_seconds", "quote", "problem", "recommendation"],
                         "properties": {
-                            "at_seconds": {"type": "number", "description": "timestamp of the quoted line"},
-                            "quote": {"type": "string", "description": "exact words from one transcript line"},
-                            "problem": {"type": "string", "description": "what went wrong"},
-                            "recommendation": {"type": "string", "description": "what it should have done"},
+                            # Field meanings are in the system prompt: descriptions here would be sent twice.
+                            "at_seconds": {"type": "number"},
+                            "quote": {"type": "string"},
+                            "problem": {"type": "string"},
+                            "recommendation": {"type": "string"},
                         },
                     },
                 },
-                "recommendations": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "changes to the assistant's prompt",
-                },
+                "recommendations": {"type": "array", "items": {"type": "string"}},
             },
         },
     },
 }
 
 SYSTEM_PROMPT = (
-    "You review phone calls handled by a voice AI assistant. You get one call that scored below the "
-    "quality threshold, as a transcript whose lines start with [seconds]. Find the moments where the "
-    "assistant failed the caller (interrupting, ignoring a complaint, a wrong answer, a curt tone...). "
-    "For each, copy the exact words of the transcript line as `quote` and that line's seconds as "
-    "`at_seconds`; say what went wrong and what the assistant should have done. Then suggest concrete "
-    "changes to the assistant's system prompt. Answer with JSON only."
+    "You review a voice AI assistant's phone call that scored below threshold; transcript lines start "
+    "with [seconds]. For each moment the assistant failed the caller (interrupting, ignoring a complaint, "
+    "a wrong answer, curtness), give `quote` (exact words of one line), `at_seconds` (that line's "
+    "seconds), `problem` and `recommendation` (what it should have done). Then `recommendations`: "
+    "concrete changes to the assistant's system prompt. JSON only."
 )
 
 
