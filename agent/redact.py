@@ -22,7 +22,9 @@ _SIGNED_PARAMS = (
     "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "X-Goog-Signature", "X-Goog-Credential",
     "Signature", "sig", "signature", "token", "access_token", "api_key", "apikey", "key",
 )
-_SIGNED_QUERY = re.compile(r"(?i)([?&](?:" + "|".join(map(re.escape, _SIGNED_PARAMS)) + r")=)[^&#\s\"'<>]+")
+# A value ends at a backslash too: in JSON-escaped text (a URL inside a JSON string inside JSON) the
+# closing quote is \", and masking the backslash with the value would break the escaping.
+_SIGNED_QUERY = re.compile(r"(?i)([?&](?:" + "|".join(map(re.escape, _SIGNED_PARAMS)) + r")=)[^&#\s\"'<>\\]+")
 _MCP_PATH_TOKEN = re.compile(r"(/mcp/)(?!\*\*\*)[A-Za-z0-9_\-.~%]{6,}")
 _BEARER = re.compile(r"(?i)(\bbearer\s+)(?!\*\*\*)[A-Za-z0-9_\-.~+/=]{6,}")
 

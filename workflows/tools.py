@@ -106,6 +106,41 @@ def squad_tool(rt: Runtime) -> LocalTool:
     )
 
 
+def report_tool(rt: Runtime) -> LocalTool:
+    """``report``: the analytics report (the same summary table as ``vapi-agent report``)."""
+
+    async def handler(args: dict[str, Any]) -> dict[str, Any]:
+        from workflows import report
+
+        names = {"from": "start", "to": "end", "format": "formats"}
+        params = report.ReportParams(**{names.get(k, k): v for k, v in args.items() if v is not None})
+        return (await report.run(rt, params)).to_dict(compact=True)
+
+    return LocalTool(
+        name="report",
+        description=(
+            "Report calls, minutes, cost (with its breakdown), average duration, success rate and ended "
+            "reasons per assistant (or ended reason, or squad) over a period, against the previous period of "
+            "equal length, flagging groups that got worse. Prefer this over listing calls yourself for any "
+            "question about volume, cost or outcomes over time. Optionally writes md/csv/html/json/png files."
+        ),
+        parameters={
+            "type": "object",
+            "properties": {
+                "since": {"type": "string", "description": "window back from now, e.g. 7d, 24h (default 7d)"},
+                "from": {"type": "string", "description": "window start, ISO 8601 (instead of since)"},
+                "to": {"type": "string", "description": "window end, ISO 8601 (default now)"},
+                "tz": {"type": "string", "description": "IANA time zone of the days (default UTC)"},
+                "group_by": {"type": "string", "enum": ["assistant", "endedReason", "squad"]},
+                "format": {"type": "string", "description": "files to write, e.g. md,html (needs out)"},
+                "out": {"type": "string", "description": "folder for the files"},
+            },
+            "additionalProperties": False,
+        },
+        handler=handler,
+    )
+
+
 def workflow_tools(rt: Runtime) -> list[LocalTool]:
     """Every workflow tool the chat agent gets."""
-    return [qa_grade_tool(rt), campaign_tool(rt), squad_tool(rt)]
+    return [qa_grade_tool(rt), campaign_tool(rt), squad_tool(rt), report_tool(rt)]

@@ -13,6 +13,7 @@ Independent of ``agent/`` by design: it must not share code with what it tests.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
@@ -135,12 +136,13 @@ class ScriptedOpenAI:
     """The scripted OpenAI-compatible app and its state (thread-safe: uvicorn runs in another thread)."""
 
     def __init__(self, turns: Sequence[Turn] = (), *, validate: bool = True, models: Sequence[str] = ("gpt-4o-mini",),
-                 chunk_size: int = 7) -> None:
+                 chunk_size: int = 7, chunk_delay: float = 0.0) -> None:
         self._turns: list[Turn] = list(turns)
         self._lock = threading.Lock()
         self.validate = validate
         self.models = list(models)
         self.chunk_size = chunk_size
+        self.chunk_delay = chunk_delay  # seconds between streamed chunks (a slow model, for Ctrl-C tests)
         self.requests: list[RecordedRequest] = []
         self.exhausted = False
         self._ids = itertools.count(1)
@@ -222,7 +224,8 @@ class ScriptedOpenAI:
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             chunks = self._chunks(completion_id, model, turn, calls, finish, include_usage)
-            return StreamingResponse(_sse(chunks), media_type="text/event-stream", headers=self._request_id())
+            return StreamingResponse(_sse(chunks, self.chunk_delay), media_type="text/event-stream",
+                                     headers=self._request_id())
         message: dict[str, Any] = {"role": "assistant", "content": turn.content, "refusal": None, "annotations": []}
         if calls:
             message["tool_calls"] = [
@@ -287,9 +290,11 @@ class ScriptedOpenAI:
             yield f"{origin}/v1"
 
 
-async def _sse(chunks: Iterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+async def _sse(chunks: Iterator[dict[str, Any]], delay: float = 0.0) -> AsyncIterator[bytes]:
     for item in chunks:
         yield f"data: {json.dumps(item)}\n\n".encode()
+        if delay:
+            await asyncio.sleep(delay)
     yield b"data: [DONE]\n\n"
 
 
