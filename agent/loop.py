@@ -155,12 +155,16 @@ async def run_agent(
     started = time.monotonic()
     gate = rt.hub.gate
 
-    visible = [t for t in rt.hub.catalogue if gate.visible(t.name)]
-    wire = [{"name": t.name, "description": t.description, "inputSchema": t.input_schema} for t in visible]
     locals_by_name = {t.name: t for t in local_tools or [] if not gate.read_only or t.access is Access.READ}
-    params, tool_map = to_openai_tools(wire, strict=True)
-    params += [t.param() for t in locals_by_name.values()]
-    selector = ToolSelector(params)
+
+    def build_tools() -> tuple[Any, ToolSelector]:
+        visible = [t for t in rt.hub.catalogue if gate.visible(t.name)]
+        wire = [{"name": t.name, "description": t.description, "inputSchema": t.input_schema} for t in visible]
+        params, converted = to_openai_tools(wire, strict=True)
+        params += [t.param() for t in locals_by_name.values()]
+        return converted, ToolSelector(params)
+
+    tool_map, selector = build_tools()
 
     messages: list[dict[str, Any]] = list(history or []) or [{"role": "system", "content": SYSTEM_PROMPT}]
     messages.append({"role": "user", "content": prompt})
@@ -257,6 +261,11 @@ async def run_agent(
     try:
         while True:
             check_budgets()
+            if await rt.hub.refresh_if_changed():  # a server sent tools/list_changed
+                pinned = selector.pinned
+                tool_map, selector = build_tools()
+                for name in pinned:
+                    selector.mark_used(name)
             turn = await before_deadline(complete(selector.offer(prompt)))
             turns += 1
             if not turn.tool_calls:

@@ -138,6 +138,7 @@ class Connection:
         self.server_name: str | None = None
         self.protocol_version: str | None = None
         self._had_session = False
+        self.catalogue_stale = False
 
     async def __aenter__(self) -> Connection:
         await self.open()
@@ -190,8 +191,11 @@ class Connection:
         stack = AsyncExitStack()
         try:
             target = self._transport_target(stack)
-            mode = "auto" if self.spec.transport in ("sandbox", "memory") else "legacy"
+            # The handshake era everywhere: Truto and Vapi speak it, and it carries tools/list_changed
+            # unsolicited (2026-07-28 sessions would need a subscription first).
+            mode = "legacy"
             client = Client(target, mode=mode, cache=None, read_timeout_seconds=self.tool_timeout,
+                            message_handler=self._on_message,
                             elicitation_callback=self._elicitation_callback)
             self._client = await stack.enter_async_context(client)
         except BaseException as exc:
@@ -216,6 +220,12 @@ class Connection:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 log.debug("closing %s: %s", self.spec.display, redact(repr(exc)))
+
+    async def _on_message(self, message: Any) -> None:
+        """Server notifications: ``tools/list_changed`` marks the cached catalogue stale."""
+        if getattr(message, "method", None) == "notifications/tools/list_changed":
+            log.info("%s says its tool list changed; it will be listed again", self.spec.display)
+            self.catalogue_stale = True
 
     async def reconnect(self) -> None:
         """Re-initialise an expired session or a dropped connection (the catalogue is kept)."""
@@ -242,6 +252,7 @@ class Connection:
                 raise
             raise map_exception(exc, spec=self.spec, tool=None, is_write=False) from None
         self._tools = tools
+        self.catalogue_stale = False
         return tools
 
     async def call(self, name: str, arguments: dict[str, Any] | None, *, is_write: bool = False,

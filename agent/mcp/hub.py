@@ -54,6 +54,13 @@ class Hub:
         self.gate.annotations_of = lambda name: by_name[name].annotations if name in by_name else None
         return self.catalogue
 
+    async def refresh_if_changed(self) -> bool:
+        """List again when a server announced ``tools/list_changed``; True when the catalogue was reloaded."""
+        if not any(conn.catalogue_stale for conn in self.connections):
+            return False
+        await self.load_catalogue(refresh=True)
+        return True
+
     def tool(self, name: str) -> CatalogueTool:
         """A catalogue entry by public name; unknown names are a ConfigError with close suggestions."""
         for tool in self.catalogue:
