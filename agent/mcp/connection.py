@@ -313,5 +313,12 @@ class Connection:
                     log.info("session with %s expired; re-initialising", self.spec.display)
                     await self.reconnect()
                     continue
+                # A dropped connection (a stdio server that died, a closed stream): reconnect once. Only a
+                # read is resent; a write may have been applied, so it is reported as ambiguous instead.
+                if getattr(leaf, "code", None) == CONNECTION_CLOSED and attempt == 1:
+                    log.warning("connection to %s dropped; reconnecting", self.spec.display)
+                    await self.reconnect()
+                    if not is_write:
+                        continue
                 raise map_exception(exc, spec=self.spec, tool=name, is_write=is_write) from None
         raise UpstreamError(f"{self.spec.display}: session could not be re-established")
