@@ -89,11 +89,13 @@ def sandbox_ground_truth(ctx: typer.Context) -> None:
     raise typer.Exit(sandbox_main(["ground-truth", *ctx.args]))
 
 
-def _run(workflow: str, body: Any, render: Any = None, *, lock: bool = False, deadline_inside: bool = False) -> None:
+def _run(workflow: str, body: Any, render: Any = None, *, lock: bool = False, deadline_inside: bool = False,
+         record: bool = True) -> None:
     """Run one library coroutine through the command runner and exit with its code."""
     from agent.runner import run_command
 
-    raise typer.Exit(run_command(workflow, _settings(), body, render, lock=lock, deadline_inside=deadline_inside))
+    raise typer.Exit(run_command(workflow, _settings(), body, render, lock=lock, deadline_inside=deadline_inside,
+                                 record=record))
 
 
 @app.command("qa-grade")
@@ -287,7 +289,7 @@ def chat(
     from agent import chat_commands
 
     options = chat_commands.ChatOptions(max_turns, max_tool_calls, max_cost, price)
-    _run("chat", chat_commands.chat_body(options))
+    _run("chat", chat_commands.chat_body(options), record=False)  # the REPL records each turn as a run
 
 
 @assistant_app.command("chat")
@@ -366,7 +368,7 @@ def logs(
         return
     from agent import logs_commands
 
-    _run("logs", logs_commands.logs_body(run_id, limit), logs_commands.logs_render)
+    _run("logs", logs_commands.logs_body(run_id, limit), logs_commands.logs_render, record=False)
 
 
 @logs_app.command("prune")
@@ -376,7 +378,7 @@ def logs_prune(
     """Delete old runs from the run log."""
     from agent import logs_commands
 
-    _run("logs.prune", logs_commands.prune_body(older_than), logs_commands.prune_render)
+    _run("logs.prune", logs_commands.prune_body(older_than), logs_commands.prune_render, record=False)
 
 
 @config_app.command("show")

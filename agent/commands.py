@@ -86,10 +86,11 @@ def ask_body(options: AskOptions, *, model: Any = None, sandbox: Any = None) -> 
                                   "cannot be enforced", hint="give --price IN,OUT (USD per 1M tokens)")
             if rt.price is None:
                 rt.usage.cost_usd = None
+            from agent.runlog import CURRENT_RUN
             from workflows.tools import workflow_tools
 
-            run_log = rt.store.start_run("ask", sys.argv[1:], prompt) if rt.store is not None else None
-            result = await run_agent(rt, prompt, limits=limits, on_event=show, run_log=run_log,
+            # The runner records this run (outcome, usage, tool calls); the loop adds the conversation.
+            result = await run_agent(rt, prompt, limits=limits, on_event=show, run_log=CURRENT_RUN.get(),
                                      local_tools=workflow_tools(rt))
             if streaming and result.answer:
                 print(flush=True)
@@ -98,8 +99,6 @@ def ask_body(options: AskOptions, *, model: Any = None, sandbox: Any = None) -> 
                 outcome.errors = [result.stop_error.to_dict()]
                 outcome.exit_code = result.stop_error.exit_code
                 outcome.status = "partial" if result.stopped_by != "approval" else "error"
-            if run_log is not None:
-                run_log.finish(outcome.status, outcome.exit_code, result.to_dict(), rt.usage.to_dict())
             return outcome
 
     return body

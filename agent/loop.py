@@ -30,6 +30,7 @@ from agent.mcp.decode import ToolOutput
 from agent.model import ChatModel, ModelTurn, ToolCall, cost_of
 from agent.policy import Access
 from agent.redact import redact, redact_data
+from agent.runlog import CURRENT_RUN
 from agent.runtime import Runtime
 
 SYSTEM_PROMPT = (
@@ -170,6 +171,7 @@ async def run_agent(
     messages.append({"role": "user", "content": prompt})
     if run_log is not None:
         run_log.add_message("user", prompt)
+        run_token = CURRENT_RUN.set(run_log)  # the hub records each MCP tool call into it
     calls_made: list[dict[str, Any]] = []
     batch: dict[int, dict[str, Any]] = {}  # records of the running batch (kept if a deadline cuts it)
     recent: list[str] = []
@@ -250,11 +252,11 @@ async def run_agent(
             raise
         finally:
             emit(AgentEvent("tool_end", {"name": record["name"], "ok": record["ok"], "refused": record.get("refused")}))
-            if run_log is not None:
+            # MCP calls are recorded by the hub (agent.runlog); here only what never reached it.
+            if run_log is not None and (call.name in locals_by_name or call.name not in tool_map):
+                access = locals_by_name[call.name].access.value if call.name in locals_by_name else "unknown"
                 run_log.add_tool_call(record["name"], record["arguments"], record["ok"], record["approved_by"],
-                                      rt.hub.access(record["name"], args).value if call.name not in locals_by_name
-                                      else locals_by_name[call.name].access.value,
-                                      record.get("refused"))
+                                      access, record.get("refused"))
 
     stop: _Stop | None = None
     answer = ""
@@ -311,8 +313,10 @@ async def run_agent(
                 answer = (await complete(None)).content or ""
             except AgentError:
                 answer = ""
-    if run_log is not None and answer:
-        run_log.add_message("final", answer)
+    if run_log is not None:
+        CURRENT_RUN.reset(run_token)
+        if answer:
+            run_log.add_message("final", answer)
     return AgentResult(answer=answer, tool_calls=calls_made, messages=messages,
                        stopped_by=stop.reason if stop else None, stop_error=stop.error if stop else None)
 

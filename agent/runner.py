@@ -87,6 +87,7 @@ def run_command(
     stdout: TextIO | None = None,
     lock: bool = False,
     deadline_inside: bool = False,
+    record: bool = True,
 ) -> int:
     """Run ``body`` and report it; returns the process exit code.
 
@@ -99,6 +100,10 @@ def run_command(
     ctx = CommandContext(workflow=workflow, settings=settings)
     envelope = Envelope(workflow=workflow, usage=ctx.usage)
     exit_code = 0
+    from agent import runlog
+
+    run = runlog.start_run(workflow, sys.argv[1:]) if record else None
+    token = runlog.CURRENT_RUN.set(run)
     try:
         deadline = None if deadline_inside else settings.deadline
         outcome = asyncio.run(_guarded(workflow, settings, body(ctx), lock, deadline))
@@ -123,6 +128,12 @@ def run_command(
         ctx.notice(f"error: {error.line()}")
         if settings.debug:
             traceback.print_exception(exc, file=ctx.stderr)
+    finally:
+        runlog.CURRENT_RUN.reset(token)
+    if run is not None:
+        data = envelope.to_dict()
+        runlog.record("finish", data["status"], exit_code, data["result"], data["usage"], errors=data["errors"],
+                      run=run)
     if settings.json:
         print(envelope.dumps(), file=out, flush=True)
     return exit_code

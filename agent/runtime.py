@@ -115,6 +115,7 @@ async def open_runtime(
     """
     import httpx2
 
+    from agent import runlog
     from agent.mcp.connection import Connection
     from agent.mcp.servers import resolve_servers
     from agent.model import OpenAIChatModel, price_for
@@ -127,7 +128,11 @@ async def open_runtime(
 
     usage = usage or Usage()
     say = notice or (lambda message: print(message, file=sys.stderr))
-    reporter = WaitReporter(on_wait=lambda event: say(event.message()), usage=usage)
+    def on_wait(event: Any) -> None:
+        say(event.message())
+        runlog.record("add_wait", event.upstream, event.seconds)
+
+    reporter = WaitReporter(on_wait=on_wait, usage=usage)
     policy = RetryPolicy(RetryConfig.from_settings(settings), reporter=reporter)
     governors = GovernorRegistry(max_concurrency=max(1, settings.concurrency), reporter=reporter)
     breakers = BreakerRegistry()
@@ -171,7 +176,9 @@ async def open_runtime(
             connections.append(connection)
         gate = WriteGate(read_only=settings.read_only, yes=settings.yes, allow=settings.allow,
                          prompt=_tty_prompt() if prompt == "tty" else prompt)
-        hub = Hub(connections, gate=gate, usage=usage, preferred_server=settings.server)
+        hub = Hub(connections, gate=gate, usage=usage, preferred_server=settings.server,
+                  on_call=lambda r: runlog.record("add_tool_call", r.name, r.arguments, r.ok, r.approved_by,
+                                                  r.access, r.error))
         await hub.load_catalogue()
 
         if sandbox_obj is not None and sandbox_obj.public_url == IN_PROCESS_ORIGIN:
