@@ -36,12 +36,9 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,10 +48,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 import httpx2  # noqa: E402
+from served import auth, served_sandbox  # noqa: E402 - bench/ is on sys.path as the script's folder
 
 from agent.model import ModelTurn, ToolCall  # noqa: E402
 
-API_KEY = "sandbox-key"  # the sandbox's documented, non-secret default REST key
 ASSISTANT = "Support"
 TASK = ("Pull the last {n} completed calls of our Support assistant, check their scores, and for every call "
         "under {threshold} on {metric}, download the recording and tell me exactly where the assistant failed.")
@@ -147,56 +144,9 @@ class PlainAgentScript:
                          output_tokens=400)
 
 
-# ---------------------------------------------------------------- the sandbox process
-@contextmanager
-def served_sandbox(limit: str, calls: int, seed: int, anchor: str) -> Iterator[tuple[str, str]]:
-    """Serve the dataset in a child process; yields (MCP URL, origin); stops it on exit."""
-    cmd = [sys.executable, "-m", "sandbox", "serve", "--port", "0", "--no-access-log", "--rate-limit", limit,
-           "--calls", str(calls), "--seed", str(seed), "--anchor", anchor]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        url = ""
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while not url and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError("the sandbox exited before printing its URL")
-            if "MCP (Truto-style" in line:
-                url = line.split(": ", 1)[1].strip()
-        if not url:
-            raise RuntimeError("the sandbox did not print its MCP URL in time")
-        origin = url.split("/mcp/", 1)[0]
-        _wait_ready(origin)
-        yield url, origin
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_ready(origin: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx2.get(f"{origin}/assistant", headers=_auth(), timeout=2).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the sandbox did not answer in time")
-
-
-def _auth() -> dict[str, str]:
-    return {"Authorization": f"Bearer {API_KEY}"}
-
-
 def mcp_posts(origin: str) -> list[dict[str, Any]]:
     """Every POST on the MCP path, from the sandbox's own request log."""
-    response = httpx2.get(f"{origin}/_sandbox/log", params={"transport": "mcp"}, headers=_auth(), timeout=30)
+    response = httpx2.get(f"{origin}/_sandbox/log", params={"transport": "mcp"}, headers=auth(), timeout=30)
     response.raise_for_status()
     return [e for e in response.json() if e["method"] == "POST"]
 
@@ -281,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-qa-") as tmp:
         os.environ["VAPI_AGENT_DATA_DIR"] = str(Path(tmp) / "data")  # capped tool results land here
-        with served_sandbox(args.limit, args.calls, args.seed, anchor.isoformat()) as (url, origin):
+        with served_sandbox("--rate-limit", args.limit, "--calls", str(args.calls), "--seed", str(args.seed),
+                            "--anchor", anchor.isoformat()) as (url, origin):
             result, ours, wall = asyncio.run(run_pipeline(url, args.last, args.metric, args.concurrency,
                                                           str(Path(tmp) / "rec")))
             posts = mcp_posts(origin)

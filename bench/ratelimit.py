@@ -30,11 +30,8 @@ import asyncio
 import json
 import math
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 import httpx2  # noqa: E402
+from served import auth, served_sandbox  # noqa: E402 - bench/ is on sys.path as the script's folder
 
-API_KEY = "sandbox-key"  # the sandbox's documented, non-secret default REST key
 TOOL = "get_single_vapi_call_by_id"
 
 
@@ -61,56 +58,9 @@ class RunResult:
     log: list[dict[str, Any]]
 
 
-# ---------------------------------------------------------------- the sandbox process
-@contextmanager
-def served_sandbox(limit: str, calls: int) -> Iterator[tuple[str, str]]:
-    """Serve a fresh sandbox in a child process; yields (MCP URL, origin); stops it on exit."""
-    cmd = [sys.executable, "-m", "sandbox", "serve", "--port", "0", "--no-access-log", "--rate-limit", limit,
-           "--calls", str(calls)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        url = ""
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while not url and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError("the sandbox exited before printing its URL")
-            if "MCP (Truto-style" in line:
-                url = line.split(": ", 1)[1].strip()
-        if not url:
-            raise RuntimeError("the sandbox did not print its MCP URL in time")
-        origin = url.split("/mcp/", 1)[0]
-        _wait_ready(origin)
-        yield url, origin
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_ready(origin: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx2.get(f"{origin}/assistant", headers=_auth(), timeout=2).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the sandbox did not answer in time")
-
-
-def _auth() -> dict[str, str]:
-    return {"Authorization": f"Bearer {API_KEY}"}
-
-
 def call_ids(origin: str, count: int) -> list[str]:
     """``count`` call ids over the REST API (not rate limited: only the MCP path is)."""
-    response = httpx2.get(f"{origin}/call", params={"limit": count}, headers=_auth(), timeout=30)
+    response = httpx2.get(f"{origin}/call", params={"limit": count}, headers=auth(), timeout=30)
     response.raise_for_status()
     ids = [c["id"] for c in response.json()]
     if len(ids) < count:
@@ -120,7 +70,7 @@ def call_ids(origin: str, count: int) -> list[str]:
 
 def mcp_log(origin: str) -> list[dict[str, Any]]:
     """The sandbox's record of every request on the MCP path."""
-    response = httpx2.get(f"{origin}/_sandbox/log", params={"transport": "mcp"}, headers=_auth(), timeout=30)
+    response = httpx2.get(f"{origin}/_sandbox/log", params={"transport": "mcp"}, headers=auth(), timeout=30)
     response.raise_for_status()
     entries: list[dict[str, Any]] = response.json()
     return entries
@@ -189,7 +139,7 @@ def warm_imports() -> None:
 def run_client(name: str, args: argparse.Namespace) -> RunResult:
     """One client against a fresh sandbox; returns its figures."""
     warm_imports()
-    with served_sandbox(args.limit, max(args.calls + 50, 400)) as (url, origin):
+    with served_sandbox("--rate-limit", args.limit, "--calls", str(max(args.calls + 50, 400))) as (url, origin):
         ids = call_ids(origin, args.calls)
         started, epoch = time.monotonic(), time.time()
         if name == "ours":

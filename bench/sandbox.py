@@ -18,9 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,36 +25,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_sandbox(calls: int, port: int, token: str, page_cap: int) -> tuple[subprocess.Popen[bytes], float]:
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "serve", "--port", str(port), "--calls", str(calls), "--token", token,
-         "--page-cap", str(page_cap), "--no-access-log"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, time.perf_counter() - started
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the sandbox did not start within 120 s")
+from served import auth, served_sandbox  # noqa: E402 - bench/ is on sys.path as the script's folder
 
 
 async def rest_lookups(base: str, ids: list[str], concurrency: int) -> float:
     import httpx2
 
     limit = asyncio.Semaphore(concurrency)
-    async with httpx2.AsyncClient(base_url=base, headers={"Authorization": "Bearer sandbox-key"}) as http:
+    async with httpx2.AsyncClient(base_url=base, headers=auth()) as http:
         async def one(call_id: str) -> None:
             async with limit:
                 (await http.get(f"/call/{call_id}")).raise_for_status()
@@ -90,7 +65,7 @@ async def mcp_lookups(url: str, ids: list[str], concurrency: int) -> float:
 async def rest_page(base: str) -> tuple[float, int]:
     import httpx2
 
-    async with httpx2.AsyncClient(base_url=base, headers={"Authorization": "Bearer sandbox-key"},
+    async with httpx2.AsyncClient(base_url=base, headers=auth(),
                                   timeout=120) as http:
         started = time.perf_counter()
         response = await http.get("/call", params={"limit": 1000})
@@ -114,13 +89,12 @@ async def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    port, token = free_port(), secrets.token_urlsafe(12)
-    proc, startup = start_sandbox(args.calls, port, token, args.page_cap)
-    base, url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/mcp/{token}"
-    try:
+    started = time.perf_counter()
+    with served_sandbox("--calls", str(args.calls), "--page-cap", str(args.page_cap)) as (url, base):
+        startup = time.perf_counter() - started
         import httpx2
 
-        async with httpx2.AsyncClient(base_url=base, headers={"Authorization": "Bearer sandbox-key"}) as http:
+        async with httpx2.AsyncClient(base_url=base, headers=auth()) as http:
             listed = (await http.get("/call", params={"limit": args.lookups})).json()
         ids = [c["id"] for c in listed]
         await rest_lookups(base, ids[:20], args.concurrency)  # warm both paths
@@ -129,9 +103,6 @@ async def main() -> None:
         mcp_s = await mcp_lookups(url, ids, args.concurrency)
         rest_page_s, rest_n = await rest_page(base)
         mcp_page_s, mcp_n = await mcp_page(url)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
     figures = {
         "dataset_calls": args.calls, "sandbox_start_seconds": round(startup, 2),

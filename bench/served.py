@@ -1,0 +1,65 @@
+"""A sandbox served by ``python -m sandbox serve`` in a child process, for the benchmarks.
+
+Client and server in separate processes, so they do not share a GIL: what a bench measures is the
+client, with the server as an independent peer.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2
+
+ROOT = Path(__file__).resolve().parents[1]
+API_KEY = "sandbox-key"  # the sandbox's documented, non-secret default REST key
+
+
+def auth() -> dict[str, str]:
+    """The REST Authorization header of a sandbox served with the default key."""
+    return {"Authorization": f"Bearer {API_KEY}"}
+
+
+@contextmanager
+def served_sandbox(*options: str) -> Iterator[tuple[str, str]]:
+    """Serve a sandbox with ``options`` (serve flags); yields (MCP URL, origin); stops it on exit."""
+    cmd = [sys.executable, "-m", "sandbox", "serve", "--port", "0", "--no-access-log", *options]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = ""
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        while not url and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError("the sandbox exited before printing its URL")
+            if "MCP (Truto-style" in line:
+                url = line.split(": ", 1)[1].strip()
+        if not url:
+            raise RuntimeError("the sandbox did not print its MCP URL in time")
+        origin = url.split("/mcp/", 1)[0]
+        _wait_ready(origin)
+        yield url, origin
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_ready(origin: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx2.get(f"{origin}/assistant", headers=auth(), timeout=2).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the sandbox did not answer in time")
