@@ -1,9 +1,9 @@
-"""Human durations on the command line: ``90s``, ``15m``, ``2h``, ``7d``, ``2w``, ``1h30m``."""
+"""Times in and out: human durations on the command line (``90s``, ``2h``, ``7d``) and Vapi timestamps."""
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from agent.errors import ConfigError
 
@@ -25,3 +25,9 @@ def parse_duration(text: str, *, option: str = "duration") -> timedelta:
     if total <= 0:
         raise ConfigError(f"{option} {text!r} must be positive")
     return timedelta(seconds=total)
+
+
+def iso_ms(value: datetime) -> str:
+    """UTC ISO 8601 with milliseconds and ``Z``, as Vapi writes timestamps (``2025-06-02T14:03:11.482Z``)."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"

@@ -26,6 +26,7 @@ from agent.errors import AmbiguousWrite, ConfigError, MissingCapability, ToolErr
 from agent.mcp.catalogue import CatalogueTool
 from agent.mcp.decode import ToolOutput
 from agent.mcp.hub import Hub
+from agent.timeparse import iso_ms
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +92,7 @@ WORKFLOW_NEEDS: dict[str, dict[str, str]] = {
 
 
 def _iso(value: datetime | str | None) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value if value is None or isinstance(value, str) else iso_ms(value)
 
 
 def _items(data: Any) -> tuple[list[dict[str, Any]], str | None]:

@@ -120,3 +120,23 @@ def _validate_served_objects() -> Iterator[None]:
     yield
     failures = take_failures()
     assert not failures, "sandbox served objects the Vapi SDK rejects:\n" + "\n".join(failures[:10])
+
+
+# ---------------------------------------------------------------- the scripted OpenAI server (tests/openai_fake)
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[Any]:
+    """One scripted OpenAI-compatible server per test module (``fake`` empties it before each test)."""
+    from tests.ask_support import serve_endpoint
+
+    with serve_endpoint() as served:
+        yield served
+
+
+@pytest.fixture
+def fake(endpoint: Any) -> Iterator[Any]:
+    """The scripted server, emptied; after the test: nothing refused and every turn used."""
+    from tests.ask_support import check_endpoint
+
+    scripted = endpoint.reset()
+    yield scripted
+    check_endpoint(endpoint)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,10 +19,8 @@ from sandbox.app import Sandbox
 from tests.ask_support import (
     AskRunner,
     Endpoint,
-    check_endpoint,
     make_runner,
     offered_names,
-    serve_endpoint,
     strict_arguments,
     tool_calls_logged,
 )
@@ -31,25 +29,10 @@ from tests.openai_fake import ErrorReply, ScriptedOpenAI, ToolCall, Turn
 FINAL_NUDGE = "Stop calling tools now"
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[Endpoint]:
-    """One scripted OpenAI server for the module (reset before each test)."""
-    with serve_endpoint() as served:
-        yield served
-
-
 @pytest.fixture
 def sandbox(serve_sandbox: Callable[..., Sandbox]) -> Sandbox:
     """A small sandbox served on loopback."""
     return serve_sandbox(calls=50)
-
-
-@pytest.fixture
-def fake(endpoint: Endpoint) -> Iterator[ScriptedOpenAI]:
-    """The scripted server, emptied; after the test: nothing refused and every turn used."""
-    scripted = endpoint.reset()
-    yield scripted
-    check_endpoint(endpoint)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ and its call reaches the server under its original (unconverted) name.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from agent.tools import to_openai_tools
 from agent.toolsearch import select_tools
 from agent.usage import Usage
 from agent.vapi import VapiFacade
-from tests.ask_support import Endpoint, check_endpoint, offered_names, serve_endpoint
+from tests.ask_support import Endpoint, offered_names
 from tests.openai_fake import ScriptedOpenAI, ToolCall, Turn
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -65,21 +65,6 @@ class CatalogueServer:
         self.calls.append((params.name, dict(params.arguments or {})))
         text = json.dumps({"tool": params.name, "result": [{"id": "rec_1", "status": "ended"}]})
         return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[Endpoint]:
-    """One scripted OpenAI server for the module (reset before each test)."""
-    with serve_endpoint() as served:
-        yield served
-
-
-@pytest.fixture
-def fake(endpoint: Endpoint) -> Iterator[ScriptedOpenAI]:
-    """The scripted server, emptied; after the test: nothing refused and every turn used."""
-    scripted = endpoint.reset()
-    yield scripted
-    check_endpoint(endpoint)
 
 
 @asynccontextmanager

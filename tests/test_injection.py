@@ -24,10 +24,8 @@ from sandbox.serve import ServerThread
 from tests.ask_support import (
     AskRunner,
     Endpoint,
-    check_endpoint,
     make_runner,
     offered_names,
-    serve_endpoint,
     tool_calls_logged,
 )
 from tests.openai_fake import ScriptedOpenAI, ToolCall, Turn
@@ -93,21 +91,6 @@ def planted() -> Iterator[Planted]:
         yield Planted(sandbox, call_id, target["id"], injection)
     finally:
         thread.stop()
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[Endpoint]:
-    """One scripted OpenAI server for the module (reset before each test)."""
-    with serve_endpoint() as served:
-        yield served
-
-
-@pytest.fixture
-def fake(endpoint: Endpoint) -> Iterator[ScriptedOpenAI]:
-    """The scripted server, emptied; after the test: nothing refused and every turn used."""
-    scripted = endpoint.reset()
-    yield scripted
-    check_endpoint(endpoint)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 from agent.errors import ConfigError
 from agent.policy import Access
 from agent.runtime import Runtime
-from agent.timeparse import parse_duration
+from agent.timeparse import iso_ms, parse_duration
 from workflows.leads import Leads, read_leads
 from workflows.phone import resolve_phone_number
 
@@ -54,9 +54,9 @@ class CampaignPlan:
 
     def body(self) -> dict[str, Any]:
         """The ``POST /campaign`` body."""
-        schedule: dict[str, Any] = {"earliestAt": _iso(self.earliest_at)}
+        schedule: dict[str, Any] = {"earliestAt": iso_ms(self.earliest_at)}
         if self.latest_at is not None:
-            schedule["latestAt"] = _iso(self.latest_at)
+            schedule["latestAt"] = iso_ms(self.latest_at)
         return {"name": self.name, "assistantId": self.assistant["id"], "phoneNumberId": self.phone_number["id"],
                 "customers": self.leads.customers, "schedulePlan": schedule}
 
@@ -68,8 +68,8 @@ class CampaignPlan:
             "phone_number": {"id": self.phone_number["id"], "number": self.phone_number.get("number"),
                              "name": self.phone_number.get("name")},
             "leads": self.leads.summary(),
-            "window": {"earliest_at": _iso(self.earliest_at),
-                       "latest_at": _iso(self.latest_at) if self.latest_at else None},
+            "window": {"earliest_at": iso_ms(self.earliest_at),
+                       "latest_at": iso_ms(self.latest_at) if self.latest_at else None},
             "estimate": self.estimate,
             "warnings": self.warnings,
         }
@@ -89,10 +89,6 @@ class CampaignResult:
             "id": self.campaign.get("id"), "name": self.campaign.get("name"), "status": self.campaign.get("status")}
         return {"campaign": campaign, "leads": self.plan.leads.summary(), "estimate": self.plan.estimate,
                 "dry_run": self.dry_run, "plan": self.plan.to_dict()}
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def parse_start(text: str | None, now: datetime) -> datetime:

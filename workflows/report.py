@@ -26,10 +26,11 @@ import pandas as pd
 
 from agent.errors import CircuitOpen, ConfigError, RateLimited, UpstreamError
 from agent.runtime import Runtime
+from agent.timeparse import iso_ms
 from workflows.report_data import analytics_cubes, calls_cubes, choose_source, group_labels
 from workflows.report_params import FORMATS, ReportParams, Thresholds, parse_formats
 from workflows.report_tables import Tables, build_tables
-from workflows.report_window import Window, iso_z, parse_instant, parse_zone, resolve_window
+from workflows.report_window import Window, parse_instant, parse_zone, resolve_window
 
 __all__ = ["FORMATS", "ReportParams", "ReportResult", "parse_formats", "records", "run"]
 
@@ -58,7 +59,7 @@ class ReportResult:
         The ``--format json`` file is this without ``files`` (so it does not depend on ``--out``).
         """
         data: dict[str, Any] = {
-            "as_of": iso_z(self.as_of), "period": self.window.to_dict(), "previous_period": self.previous.to_dict(),
+            "as_of": iso_ms(self.as_of), "period": self.window.to_dict(), "previous_period": self.previous.to_dict(),
             "group_by": self.group_by, "source": self.source,
             "thresholds": {"worse_success_pp": self.thresholds.success_pp,
                            "worse_cost_pct": self.thresholds.cost_pct, "min_calls": self.thresholds.min_calls},

@@ -26,8 +26,9 @@ import pandas as pd
 
 from agent.errors import ConfigError, MissingCapability, ToolError
 from agent.runtime import Runtime
+from agent.timeparse import iso_ms
 from workflows.report_params import GROUP_BY, SOURCES
-from workflows.report_window import Window, iso_z
+from workflows.report_window import Window
 
 __all__ = ["GROUP_BY", "SOURCES", "CubeBuilder", "analytics_cubes", "calls_cubes", "choose_source", "group_labels"]
 
@@ -148,7 +149,7 @@ def analytics_query(name: str, window: Window, group_by: str) -> dict[str, Any]:
     return {
         "table": "call", "name": name, "operations": operations,
         "groupBy": list(dict.fromkeys([column, "endedReason", "analysis.successEvaluation"])),
-        "timeRange": {"start": iso_z(window.start), "end": iso_z(window.end), "step": "day", "timezone": window.tz},
+        "timeRange": {"start": iso_ms(window.start), "end": iso_ms(window.end), "step": "day", "timezone": window.tz},
     }
 
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pandas as pd
 
+from agent.timeparse import iso_ms
 from workflows.report import ReportResult, records
 from workflows.report_tables import ALL_KEY
-from workflows.report_window import iso_z
 
 GROUP_TITLE = {"assistant": "assistant", "endedReason": "ended reason", "squad": "squad"}
 
@@ -86,7 +86,7 @@ def _facts(result: ReportResult) -> list[str]:
     return [
         f"Period: {p['start']} to {p['end']} (days in {p['tz']})",
         f"Compared with: {q['start']} to {q['end']}",
-        f"As of: {iso_z(result.as_of)}; source: {source}",
+        f"As of: {iso_ms(result.as_of)}; source: {source}",
         f"Worse means: success rate down more than {t.success_pp:g} pp, or cost per call up more than "
         f"{t.cost_pct:g} %, with at least {t.min_calls} calls in both periods",
     ]

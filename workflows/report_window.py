@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.errors import ConfigError
-from agent.timeparse import parse_duration
+from agent.timeparse import iso_ms, parse_duration
 
 DEFAULT_SINCE = "7d"
 
@@ -34,12 +34,6 @@ def parse_instant(text: str, zone: ZoneInfo, *, option: str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone)
     return value.astimezone(UTC)
-
-
-def iso_z(value: datetime) -> str:
-    """UTC ISO 8601 with milliseconds and ``Z`` (the form Vapi uses)."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True)
@@ -76,7 +70,7 @@ class Window:
 
     def to_dict(self) -> dict[str, str]:
         """``{"start", "end", "tz"}`` with UTC ISO times."""
-        return {"start": iso_z(self.start), "end": iso_z(self.end), "tz": self.tz}
+        return {"start": iso_ms(self.start), "end": iso_ms(self.end), "tz": self.tz}
 
 
 def resolve_window(*, since: str | None, start: str | None, end: str | None, tz: str,
@@ -91,6 +85,6 @@ def resolve_window(*, since: str | None, start: str | None, end: str | None, tz:
     else:
         begin = stop - parse_duration(since or DEFAULT_SINCE, option="--since")
     if begin >= stop:
-        raise ConfigError(f"the report window is empty: {iso_z(begin)} is not before {iso_z(stop)}",
+        raise ConfigError(f"the report window is empty: {iso_ms(begin)} is not before {iso_ms(stop)}",
                           hint="--from must be before --to")
     return Window(begin, stop, tz)
