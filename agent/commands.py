@@ -59,8 +59,9 @@ def ask_body(options: AskOptions, *, model: Any = None, sandbox: Any = None) -> 
 
     async def body(ctx: CommandContext) -> Outcome:
         from agent.loop import AgentEvent, Limits, run_agent
-        from agent.model import price_for, require_model
+        from agent.model import require_model
         from agent.runtime import open_runtime
+
         prompt = read_prompt(options.prompt)
         if model is None:
             require_model(ctx.settings)
@@ -80,7 +81,7 @@ def ask_body(options: AskOptions, *, model: Any = None, sandbox: Any = None) -> 
 
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, model=model,
                                 sandbox=sandbox) as rt:
-            rt.price = price or (price_for(rt.model.name) if rt.model else None)
+            rt.price = price or rt.price  # the runtime priced the model from the table; --price overrides
             if options.max_cost is not None and rt.price is None:
                 raise ConfigError(f"no known price for model {rt.model.name if rt.model else '?'}, so --max-cost "
                                   "cannot be enforced", hint="give --price IN,OUT (USD per 1M tokens)")

@@ -27,7 +27,7 @@ from typing import Any
 
 from agent.errors import AgentError, ApprovalRequired, ModelError, ToolError
 from agent.mcp.decode import ToolOutput
-from agent.model import ChatModel, ModelTurn, ToolCall, cost_of
+from agent.model import ChatModel, ModelTurn, ToolCall
 from agent.policy import Access
 from agent.redact import redact, redact_data
 from agent.runlog import CURRENT_RUN
@@ -199,11 +199,7 @@ async def run_agent(
 
     async def complete(tools: list[dict[str, Any]] | None) -> ModelTurn:
         turn = await chat_model.complete(messages, tools, on_token=lambda t: emit(AgentEvent("token", {"text": t})))
-        rt.usage.model_calls += 1
-        rt.usage.input_tokens += turn.input_tokens
-        rt.usage.output_tokens += turn.output_tokens
-        cost = cost_of(turn, rt.price)
-        rt.usage.cost_usd = None if cost is None or rt.usage.cost_usd is None else rt.usage.cost_usd + cost
+        rt.usage.record_model(turn.input_tokens, turn.output_tokens, rt.price)
         messages.append(turn.as_message())
         if run_log is not None:
             run_log.add_message("assistant", turn.as_message())
@@ -313,10 +309,11 @@ async def run_agent(
                 answer = (await complete(None)).content or ""
             except AgentError:
                 answer = ""
-    if run_log is not None:
-        CURRENT_RUN.reset(run_token)
-        if answer:
-            run_log.add_message("final", answer)
+    finally:
+        if run_log is not None:
+            CURRENT_RUN.reset(run_token)
+    if run_log is not None and answer:
+        run_log.add_message("final", answer)
     return AgentResult(answer=answer, tool_calls=calls_made, messages=messages,
                        stopped_by=stop.reason if stop else None, stop_error=stop.error if stop else None)
 

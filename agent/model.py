@@ -96,13 +96,6 @@ def price_for(model: str, override: tuple[float, float] | None = None) -> tuple[
     return None
 
 
-def cost_of(turn: ModelTurn, price: tuple[float, float] | None) -> float | None:
-    """The USD cost of one turn, or None when the price is unknown."""
-    if price is None:
-        return None
-    return turn.input_tokens / 1e6 * price[0] + turn.output_tokens / 1e6 * price[1]
-
-
 def require_model(settings: Settings) -> None:
     """Exit 2 with how to configure a model when none is configured."""
     if not settings.has_model:

@@ -15,7 +15,6 @@ from typing import Any
 
 from agent.errors import ConfigError, ToolError
 from agent.media import download_recording
-from agent.model import ModelTurn, cost_of
 from agent.runtime import Runtime
 from agent.timeparse import parse_duration
 from workflows.qa_analysis import analyse_call
@@ -129,11 +128,7 @@ async def _grade_one(rt: Runtime, params: QAParams, assistant: dict[str, Any], m
     analysed = False
     if failed and rt.model is not None:
         analysis = await analyse_call(rt.model, call, assistant, metric.name, value, params.threshold)
-        rt.usage.model_calls += analysis.model_calls
-        rt.usage.input_tokens += analysis.input_tokens
-        rt.usage.output_tokens += analysis.output_tokens
-        cost = cost_of(ModelTurn(input_tokens=analysis.input_tokens, output_tokens=analysis.output_tokens), rt.price)
-        rt.usage.cost_usd = None if cost is None or rt.usage.cost_usd is None else rt.usage.cost_usd + cost
+        rt.usage.record_model(analysis.input_tokens, analysis.output_tokens, rt.price, calls=analysis.model_calls)
         entry["findings"] = analysis.findings
         entry["notes"].extend(analysis.notes)
         entry["_recommendations"] = analysis.recommendations
