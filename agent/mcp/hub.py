@@ -47,7 +47,7 @@ class Hub:
         """List every page of every server once (before any fan-out: see the rate-limit notes)."""
         per_server = []
         for conn in self.connections:
-            tools = await conn.list_tools(refresh=refresh)
+            tools = await conn.list_tools(refresh=refresh or conn.catalogue_stale)
             per_server.append((conn.spec.name, tools, conn.spec.allow, conn.spec.deny))
         self.catalogue = merge_catalogue(per_server)
         by_name = {t.name: t for t in self.catalogue}
@@ -58,7 +58,7 @@ class Hub:
         """List again when a server announced ``tools/list_changed``; True when the catalogue was reloaded."""
         if not any(conn.catalogue_stale for conn in self.connections):
             return False
-        await self.load_catalogue(refresh=True)
+        await self.load_catalogue()  # only the servers that announced a change are listed again
         return True
 
     def tool(self, name: str) -> CatalogueTool:
