@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import os
-import tempfile
 import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -22,6 +20,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from agent.errors import ToolError, UpstreamError
+from agent.files import atomic_file, write_atomically
 from agent.mcp.decode import ToolOutput
 from agent.redact import redact, register_secret
 
@@ -95,29 +94,16 @@ def wav_duration(path: Path) -> float | None:
         return None
 
 
-def _write_atomically(dest: Path) -> tuple[Any, Path]:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    return os.fdopen(fd, "wb"), Path(tmp)
-
-
-def _finish(tmp: Path, dest: Path, digest: Any, size: int, content_type: str | None) -> Download:
-    os.replace(tmp, dest)
-    duration = wav_duration(dest) if (content_type or "").startswith(("audio/wav", "audio/x-wav", "audio/wave")) \
-        or dest.suffix.lower() == ".wav" else None
-    return Download(str(dest), size, digest.hexdigest(), content_type, duration)
+def _describe(dest: Path, digest: Any, size: int, content_type: str | None) -> Download:
+    wav_type = (content_type or "").startswith(("audio/wav", "audio/x-wav", "audio/wave"))
+    is_wav = wav_type or dest.suffix.lower() == ".wav"
+    return Download(str(dest), size, digest.hexdigest(), content_type, wav_duration(dest) if is_wav else None)
 
 
 async def save_bytes(data: bytes, dest: Path, content_type: str | None) -> Download:
     """Write an embedded blob atomically and describe it."""
-    handle, tmp = _write_atomically(dest)
-    try:
-        with handle:
-            handle.write(data)
-        return _finish(tmp, dest, hashlib.sha256(data), len(data), content_type)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(dest, data)
+    return _describe(dest, hashlib.sha256(data), len(data), content_type)
 
 
 async def download_url(
@@ -155,22 +141,17 @@ async def download_url(
                 )
             content_type = response.headers.get("content-type", "").split(";")[0] or None
             total = int(response.headers["content-length"]) if "content-length" in response.headers else None
-            handle, tmp = _write_atomically(dest)
             digest, size = hashlib.sha256(), 0
-            try:
-                with handle:
-                    async for chunk in response.aiter_bytes():
-                        handle.write(chunk)
-                        digest.update(chunk)
-                        size += len(chunk)
-                        if progress is not None:
-                            progress(size, total)
+            with atomic_file(dest) as handle:
+                async for chunk in response.aiter_bytes():
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                    if progress is not None:
+                        progress(size, total)
                 if total is not None and size != total:
                     raise UpstreamError(f"recording download truncated: {size} of {total} bytes")
-                return _finish(tmp, dest, digest, size, content_type)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            return _describe(dest, digest, size, content_type)
         finally:
             await response.aclose()
     raise UpstreamError(f"recording link redirected more than {MAX_REDIRECTS} times")

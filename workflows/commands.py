@@ -18,10 +18,10 @@ def qa_grade_body(params: dict[str, Any]) -> Body:
     """``vapi-agent qa-grade``: the pipeline, plus the markdown report when ``--out`` is given."""
 
     async def body(ctx: CommandContext) -> Outcome:
+        from agent.files import write_atomically
         from agent.runtime import open_runtime
         from workflows import qa_grade
         from workflows.qa_report import to_markdown
-        from workflows.steps import write_atomically
 
         qa_params = qa_grade.QAParams(**params)
         qa_params.validate()

@@ -28,7 +28,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ConfigError
+from agent.files import write_atomically
 from agent.joblock import JOB_ENV
 
 MARKER = "# vapi-agent:"
@@ -177,15 +177,7 @@ def _default_folder() -> Path:
 
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text, mode=0o600)
 
 
 # ---------------------------------------------------------------- commands and environment
