@@ -30,8 +30,8 @@ from agent.mcp.decode import ToolOutput
 from agent.model import ChatModel, ModelTurn, ToolCall
 from agent.policy import Access
 from agent.redact import redact, redact_data
-from agent.runlog import CURRENT_RUN
 from agent.runtime import Runtime
+from agent.store.runlog import CURRENT_RUN
 
 SYSTEM_PROMPT = (
     "You operate a Vapi voice-AI account for the user through the tools you are given. Call tools to get "
@@ -142,8 +142,8 @@ async def run_agent(
     run_log: Any = None,
 ) -> AgentResult:
     """Drive the model and the tools until an answer (or a limit). See the module docstring."""
-    from agent.tools import to_openai_tools
-    from agent.toolsearch import ToolSelector
+    from agent.toolconv.convert import to_openai_tools
+    from agent.toolconv.search import ToolSelector
 
     limits = limits or Limits()
     chat_model = model or rt.model

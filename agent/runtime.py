@@ -90,7 +90,7 @@ class _RoutingTransport:
 
 def _build_sandbox(settings: Settings) -> Any:
     from sandbox.app import Sandbox
-    from sandbox.config import SandboxConfig
+    from sandbox.world.config import SandboxConfig
 
     return Sandbox(SandboxConfig(**settings.sandbox_options))
 
@@ -115,7 +115,6 @@ async def open_runtime(
     """
     import httpx2
 
-    from agent import runlog
     from agent.mcp.connection import Connection
     from agent.mcp.servers import resolve_servers
     from agent.model import OpenAIChatModel, price_for
@@ -125,6 +124,7 @@ async def open_runtime(
     from agent.ratelimit.policy import RetryConfig, RetryPolicy
     from agent.ratelimit.transport import RateLimitAwareTransport, RetryingTransport
     from agent.redact import register_secret
+    from agent.store import runlog
 
     usage = usage or Usage()
     say = notice or (lambda message: print(message, file=sys.stderr))

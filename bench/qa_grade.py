@@ -168,7 +168,7 @@ async def run_pipeline(url: str, last: int, metric: str | None, concurrency: int
     """qa-grade through the product's stack; returns (result, the counting model, wall seconds)."""
     from agent.config import load_settings
     from agent.runtime import open_runtime
-    from workflows.qa_grade import QAParams, run
+    from workflows.qa.grade import QAParams, run
 
     _preload()
     model = CountingModel(analysis_answer)
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         plain = {}
         for batched in (True, False):
             from sandbox.app import Sandbox
-            from sandbox.config import SandboxConfig
+            from sandbox.world.config import SandboxConfig
 
             sandbox = Sandbox(SandboxConfig(seed=args.seed, calls=args.calls, anchor=anchor))
             plain[batched] = asyncio.run(run_plain_agent(sandbox, task, pages, graded, failing, batched=batched))

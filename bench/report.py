@@ -11,11 +11,11 @@ with a client for the GIL), with a fixed ``--anchor``. Each client is a fresh Py
 reports its wall time (from before it connects until its table is built; imports done before the
 clock starts) and its peak memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end):
 
-* ``lean``: the product, ``workflows.report.run`` with ``source="calls"`` over a window holding every
+* ``lean``: the product, ``workflows.report.pipeline.run`` with ``source="calls"`` over a window holding every
   call: it pages the calls once and folds each into a small cube as it arrives;
 * ``naive``: the same pages collected into one list of every call's JSON, then ``pd.json_normalize``
   and a groupby, the obvious way to write it;
-* ``analytics`` (for reference): ``workflows.report.run`` with Vapi's analytics tool, the server
+* ``analytics`` (for reference): ``workflows.report.pipeline.run`` with Vapi's analytics tool, the server
   does the work.
 
 The clients must agree on the totals (calls and cost), or the script fails.
@@ -87,7 +87,7 @@ def client_main(args: argparse.Namespace) -> int:
     import pandas  # noqa: F401  (imports before the clock, as for every mode)
 
     import agent.runtime  # noqa: F401
-    import workflows.report  # noqa: F401
+    import workflows.report.pipeline  # noqa: F401
 
     baseline, cpu = _peak_mb(), _cpu()
     if args.mode == "naive":
@@ -141,7 +141,7 @@ def section(calls: int, rows: list[dict[str, Any]]) -> str:
         "## Report over 100,000 calls: `bench/report.py`", "",
         "```", ".venv/bin/python bench/report.py [--calls 100000] [--readme]", "```", "",
         "One sandbox with the calls in its own process; each client is a fresh process. `lean` is",
-        "`workflows.report.run` paging the calls (`source=\"calls\"`) over a window holding every call and",
+        "`workflows.report.pipeline.run` paging the calls (`source=\"calls\"`) over a window holding every call and",
         "folding each into the report's cube as it arrives; `naive` collects every call's JSON in a list,",
         "then `pd.json_normalize` and a groupby; `analytics` is the same report from Vapi's analytics tool",
         "(the server aggregates). Peak memory is the client's `ru_maxrss`; `baseline` is the same process",

@@ -9,7 +9,7 @@ share a GIL. Each figure is measured beside a baseline in the same run and print
 - paging: the newest 1,000 calls of a 100,000-call dataset through ``list_all_vapi_calls``
   (``next_cursor`` pages of at most ``--page-cap``) against one REST ``GET /call?limit=1000``.
 
-Run: ``.venv/bin/python bench/sandbox.py [--calls 100000] [--lookups 300] [--concurrency 8]``.
+Run: ``.venv/bin/python bench/throughput.py [--calls 100000] [--lookups 300] [--concurrency 8]``.
 """
 
 from __future__ import annotations

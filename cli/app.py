@@ -12,8 +12,8 @@ import typer
 from typer.exceptions import TyperException
 
 from agent import __version__
-from agent.argv import common_options_help, split_common_options
 from agent.errors import AgentError
+from cli.argv import common_options_help, split_common_options
 
 app = typer.Typer(
     name="vapi-agent",
@@ -92,7 +92,7 @@ def sandbox_ground_truth(ctx: typer.Context) -> None:
 def _run(workflow: str, body: Any, render: Any = None, *, lock: bool = False, deadline_inside: bool = False,
          record: bool = True) -> None:
     """Run one library coroutine through the command runner and exit with its code."""
-    from agent.runner import run_command
+    from cli.runner import run_command
 
     raise typer.Exit(run_command(workflow, _settings(), body, render, lock=lock, deadline_inside=deadline_inside,
                                  record=record))
@@ -113,11 +113,11 @@ def qa_grade(
     fresh: bool = typer.Option(False, "--fresh", help="Ignore checkpoints of earlier runs."),
 ) -> None:
     """Grade an assistant's latest calls on a metric, fetch failing recordings, explain the failures."""
-    from workflows import commands
+    from cli.commands import qa
 
     params = dict(assistant=assistant, last=last, since=since, metric=metric, threshold=threshold,
                   recordings=recordings, recordings_dir=recordings_dir, out=out, fresh=fresh)
-    _run("qa-grade", commands.qa_grade_body(params), commands.qa_grade_render, lock=True)
+    _run("qa-grade", qa.qa_grade_body(params), qa.qa_grade_render, lock=True)
 
 
 @campaign_app.command("create")
@@ -135,11 +135,11 @@ def campaign_create(
     strict: bool = typer.Option(False, "--strict", help="Refuse the run if any CSV row is invalid."),
 ) -> None:
     """Plan, confirm and create an outbound campaign (exactly once)."""
-    from workflows import commands
+    from cli.commands import campaign
 
     params = dict(name=name, assistant=assistant, phone_number=phone_number, leads=leads, region=region,
                   start=start, max_duration=max_duration, dry_run=dry_run, strict=strict)
-    _run("campaign.create", commands.campaign_create_body(params), commands.campaign_create_render, lock=True)
+    _run("campaign.create", campaign.campaign_create_body(params), campaign.campaign_create_render, lock=True)
 
 
 @campaign_app.command("status")
@@ -149,26 +149,26 @@ def campaign_status(
     interval: float = typer.Option(2.0, "--interval", help="Seconds between checks with --watch."),
 ) -> None:
     """Show a campaign's counters (and follow it with --watch)."""
-    from workflows import commands
+    from cli.commands import campaign
 
-    _run("campaign.status", commands.campaign_status_body(campaign_id, watch, interval),
-         commands.campaign_status_render)
+    _run("campaign.status", campaign.campaign_status_body(campaign_id, watch, interval),
+         campaign.campaign_status_render)
 
 
 @campaign_app.command("list")
 def campaign_list() -> None:
     """List campaigns."""
-    from workflows import commands
+    from cli.commands import campaign
 
-    _run("campaign.list", commands.campaign_list_body(), commands.campaign_list_render)
+    _run("campaign.list", campaign.campaign_list_body(), campaign.campaign_list_render)
 
 
 @campaign_app.command("cancel")
 def campaign_cancel(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
     """Cancel a campaign (destructive: an interactive yes, or --allow update_a_vapi_campaign_by_id)."""
-    from workflows import commands
+    from cli.commands import campaign
 
-    _run("campaign.cancel", commands.campaign_cancel_body(campaign_id), commands.print_result_line)
+    _run("campaign.cancel", campaign.campaign_cancel_body(campaign_id), campaign.print_result_line)
 
 
 @squad_app.command("create")
@@ -179,10 +179,10 @@ def squad_create(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the squad and create nothing."),
 ) -> None:
     """Create a squad whose members transfer to each other by name."""
-    from workflows import commands
+    from cli.commands import squad
 
     params = dict(name=name, members=list(member), routes=list(route), dry_run=dry_run)
-    _run("squad.create", commands.squad_create_body(params), commands.squad_create_render, lock=True)
+    _run("squad.create", squad.squad_create_body(params), squad.squad_create_render, lock=True)
 
 
 @app.command("report")
@@ -202,12 +202,12 @@ def report(
     min_calls: int = typer.Option(10, "--min-calls", help="Flag worse only with this many calls in both periods."),
 ) -> None:
     """Calls, minutes, cost and how calls ended, by assistant and day, against the previous period."""
-    from workflows import report_commands
+    from cli.commands import report
 
     params = dict(since=since, start=start, end=end, tz=tz, group_by=group_by, formats=formats, out=out, as_of=as_of,
                   source=source, worse_success_pp=worse_success_pp, worse_cost_pct=worse_cost_pct,
                   min_calls=min_calls)
-    _run("report", report_commands.report_body(params), report_commands.report_render, lock=True)
+    _run("report", report.report_body(params), report.report_render, lock=True)
 
 
 @schedule_app.command("add")
@@ -219,18 +219,18 @@ def schedule_add(
     command: list[str] = typer.Argument(..., help='The vapi-agent command after "--", e.g. -- report --since 7d.'),
 ) -> None:
     """Schedule a command: saved in the schedule file and mirrored into your crontab."""
-    from workflows import report_commands
+    from cli.commands import schedule
 
-    _run("schedule.add", report_commands.schedule_add_body(name, cron, list(command), replace, not no_crontab),
-         report_commands.schedule_add_render)
+    _run("schedule.add", schedule.schedule_add_body(name, cron, list(command), replace, not no_crontab),
+         schedule.schedule_add_render)
 
 
 @schedule_app.command("list")
 def schedule_list() -> None:
     """List the schedules, their next run and whether the crontab has them."""
-    from workflows import report_commands
+    from cli.commands import schedule
 
-    _run("schedule.list", report_commands.schedule_list_body(), report_commands.schedule_list_render)
+    _run("schedule.list", schedule.schedule_list_body(), schedule.schedule_list_render)
 
 
 @schedule_app.command("remove")
@@ -239,17 +239,17 @@ def schedule_remove(
     no_crontab: bool = typer.Option(False, "--no-crontab", help="Leave the crontab alone."),
 ) -> None:
     """Remove a schedule (and its crontab line)."""
-    from workflows import report_commands
+    from cli.commands import schedule
 
-    _run("schedule.remove", report_commands.schedule_remove_body(name, not no_crontab), report_commands.print_line)
+    _run("schedule.remove", schedule.schedule_remove_body(name, not no_crontab), schedule.print_line)
 
 
 @schedule_app.command("sync")
 def schedule_sync() -> None:
     """Rewrite vapi-agent's crontab lines from the schedule file."""
-    from workflows import report_commands
+    from cli.commands import schedule
 
-    _run("schedule.sync", report_commands.schedule_sync_body(), report_commands.print_line)
+    _run("schedule.sync", schedule.schedule_sync_body(), schedule.print_line)
 
 
 @schedule_app.command("run")
@@ -257,9 +257,9 @@ def schedule_run(
     grace: float = typer.Option(60.0, "--grace", help="Seconds late a run may still start; later ones are skipped."),
 ) -> None:
     """Fire the schedules in the foreground (for containers without a cron daemon); Ctrl-C stops."""
-    from workflows import report_commands
+    from cli.commands import schedule
 
-    _run("schedule.run", report_commands.schedule_run_body(grace), None)
+    _run("schedule.run", schedule.schedule_run_body(grace), None)
 
 
 @app.command("ask")
@@ -271,11 +271,11 @@ def ask(
     price: str | None = typer.Option(None, "--price", help="Model price IN,OUT in USD per 1M tokens."),
 ) -> None:
     """Ask in plain words; the model drives the MCP tools and answers."""
-    from agent import commands
+    from cli.commands import ask
 
-    options = commands.AskOptions(prompt, max_turns, max_tool_calls, max_cost, price)
+    options = ask.AskOptions(prompt, max_turns, max_tool_calls, max_cost, price)
     # ask stops itself at --deadline (a final answer and a partial envelope), so the runner does not.
-    _run("ask", commands.ask_body(options), commands.ask_render, deadline_inside=True)
+    _run("ask", ask.ask_body(options), ask.ask_render, deadline_inside=True)
 
 
 @app.command("chat")
@@ -286,10 +286,10 @@ def chat(
     price: str | None = typer.Option(None, "--price", help="Model price IN,OUT in USD per 1M tokens."),
 ) -> None:
     """Chat with the agent in your terminal: tools run as you watch, writes ask first (/help inside)."""
-    from agent import chat_commands
+    from cli.commands import chat
 
-    options = chat_commands.ChatOptions(max_turns, max_tool_calls, max_cost, price)
-    _run("chat", chat_commands.chat_body(options), record=False)  # the REPL records each turn as a run
+    options = chat.ChatOptions(max_turns, max_tool_calls, max_cost, price)
+    _run("chat", chat.chat_body(options), record=False)  # the REPL records each turn as a run
 
 
 @assistant_app.command("chat")
@@ -300,18 +300,18 @@ def assistant_chat(
     via: str = typer.Option("auto", "--via", help="auto | rest (streamed /chat/responses) | mcp (the chat tool)."),
 ) -> None:
     """Talk to one of your assistants by text (creates billed chats: the command is the approval)."""
-    from agent import chat_commands
+    from cli.commands import chat
 
-    options = chat_commands.AssistantChatOptions(assistant, message, previous_chat_id, via)
-    _run("assistant.chat", chat_commands.assistant_chat_body(options))
+    options = chat.AssistantChatOptions(assistant, message, previous_chat_id, via)
+    _run("assistant.chat", chat.assistant_chat_body(options))
 
 
 @tools_app.command("list")
 def tools_list() -> None:
     """List every tool of the connected servers with its access class (read, write, destructive)."""
-    from agent import commands
+    from cli.commands import tools
 
-    _run("tools.list", commands.tools_list_body(), commands.tools_list_render)
+    _run("tools.list", tools.tools_list_body(), tools.tools_list_render)
 
 
 @tools_app.command("call")
@@ -320,9 +320,9 @@ def tools_call(
     args: str = typer.Option("{}", "--args", help="Arguments as a JSON object."),
 ) -> None:
     """Call one tool (writes go through the approval gate)."""
-    from agent import commands
+    from cli.commands import tools
 
-    _run("tools.call", commands.tools_call_body(name, args), commands.print_json_result)
+    _run("tools.call", tools.tools_call_body(name, args), tools.print_json_result)
 
 
 @calls_app.command("list")
@@ -332,9 +332,9 @@ def calls_list(
     limit: int = typer.Option(20, "--limit", help="At most this many calls."),
 ) -> None:
     """List an assistant's newest calls."""
-    from agent import commands
+    from cli.commands import calls
 
-    _run("calls.list", commands.calls_list_body(assistant, since, limit), commands.calls_list_render)
+    _run("calls.list", calls.calls_list_body(assistant, since, limit), calls.calls_list_render)
 
 
 @calls_app.command("recording")
@@ -344,17 +344,17 @@ def calls_recording(
     out: str | None = typer.Option(None, "--out", help="File to write (default <id>-<kind>.wav)."),
 ) -> None:
     """Download a call's recording (follows the redirect to the short-lived signed URL)."""
-    from agent import commands
+    from cli.commands import calls
 
-    _run("calls.recording", commands.calls_recording_body(call_id, kind, out), commands.recording_render)
+    _run("calls.recording", calls.calls_recording_body(call_id, kind, out), calls.recording_render)
 
 
 @app.command("doctor")
 def doctor() -> None:
     """Check the connection: reachability, auth, tool count, and which workflows this server supports."""
-    from agent import commands
+    from cli.commands import doctor
 
-    _run("doctor", commands.doctor_body(), commands.doctor_render)
+    _run("doctor", doctor.doctor_body(), doctor.doctor_render)
 
 
 @logs_app.callback()
@@ -366,9 +366,9 @@ def logs(
     """List recent runs, or show one."""
     if ctx.invoked_subcommand is not None:
         return
-    from agent import logs_commands
+    from cli.commands import logs
 
-    _run("logs", logs_commands.logs_body(run_id, limit), logs_commands.logs_render, record=False)
+    _run("logs", logs.logs_body(run_id, limit), logs.logs_render, record=False)
 
 
 @logs_app.command("prune")
@@ -376,9 +376,9 @@ def logs_prune(
     older_than: str = typer.Option("30d", "--older-than", help="Delete runs older than this (30d, 12h)."),
 ) -> None:
     """Delete old runs from the run log."""
-    from agent import logs_commands
+    from cli.commands import logs
 
-    _run("logs.prune", logs_commands.prune_body(older_than), logs_commands.prune_render, record=False)
+    _run("logs.prune", logs.prune_body(older_than), logs.prune_render, record=False)
 
 
 @config_app.command("show")

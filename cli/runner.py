@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from agent.config import Settings
-from agent.envelope import Envelope
 from agent.errors import EXIT_INTERRUPTED, AgentError
 from agent.redact import install_logging_redaction, redact
 from agent.usage import Usage
+from cli.envelope import Envelope
 
 
 @dataclass
@@ -44,6 +44,10 @@ class CommandContext:
     def notice(self, message: str) -> None:
         """One line on stderr (never stdout: stdout belongs to the result or the envelope)."""
         print(redact(message), file=self.stderr, flush=True)
+
+
+# A command body: the async work of one command, given its context, returning its outcome.
+Body = Callable[[CommandContext], Awaitable[Outcome]]
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -100,7 +104,7 @@ def run_command(
     ctx = CommandContext(workflow=workflow, settings=settings)
     envelope = Envelope(workflow=workflow, usage=ctx.usage)
     exit_code = 0
-    from agent import runlog
+    from agent.store import runlog
 
     run = runlog.start_run(workflow, sys.argv[1:]) if record else None
     token = runlog.CURRENT_RUN.set(run)

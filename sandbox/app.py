@@ -12,27 +12,29 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sandbox.clock import SandboxClock
-from sandbox.config import SandboxConfig
-from sandbox.requestlog import RequestLog
+from sandbox.core import IN_PROCESS_ORIGIN
+from sandbox.core.requestlog import RequestLog
+from sandbox.world.clock import SandboxClock
+from sandbox.world.config import SandboxConfig
 
 if TYPE_CHECKING:
     import httpx2
 
-IN_PROCESS_ORIGIN = "http://sandbox.localhost"  # RFC 6761: *.localhost is loopback, never the internet
+__all__ = ["IN_PROCESS_ORIGIN", "Sandbox"]
 
 
 class Sandbox:
     """One simulated Vapi workspace with everything in front of it.
 
     ``public_url`` is the origin clients use (the real ``http://127.0.0.1:PORT`` once served, else
-    ``IN_PROCESS_ORIGIN``); links the sandbox hands out are built on it.
+    ``IN_PROCESS_ORIGIN``); links the sandbox hands out are built on it. The faces see it through
+    ``sandbox.core.SandboxCore``.
     """
 
     def __init__(self, config: SandboxConfig | None = None, *, clock: SandboxClock | None = None) -> None:
-        from sandbox.api import create_rest_app
-        from sandbox.mcp_server import TrutoMCP
-        from sandbox.workspace import Workspace
+        from sandbox.rest.app import create_rest_app
+        from sandbox.truto.server import TrutoMCP
+        from sandbox.world.workspace import Workspace
 
         self.config = config or SandboxConfig()
         self.anchor: datetime = self.config.anchor or datetime.now(tz=UTC)

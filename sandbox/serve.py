@@ -25,8 +25,8 @@ from typing import Any
 import uvicorn
 
 from sandbox.app import Sandbox
-from sandbox.config import DEFAULT_API_KEY, RateLimit, SandboxConfig
-from sandbox.ids import parse_iso
+from sandbox.world.config import DEFAULT_API_KEY, RateLimit, SandboxConfig
+from sandbox.world.ids import parse_iso
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765

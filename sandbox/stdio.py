@@ -16,7 +16,7 @@ import anyio
 from mcp.server.stdio import stdio_server
 
 from sandbox.app import Sandbox
-from sandbox.config import SandboxConfig
+from sandbox.world.config import SandboxConfig
 
 log = logging.getLogger(__name__)
 

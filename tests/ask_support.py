@@ -22,7 +22,7 @@ import pytest
 
 import cli
 from sandbox.app import Sandbox
-from sandbox.requestlog import LogEntry
+from sandbox.core.requestlog import LogEntry
 from tests.openai_fake import ScriptedOpenAI, serve_app
 
 

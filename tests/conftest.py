@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sandbox.app import Sandbox
-from sandbox.config import SandboxConfig
+from sandbox.world.config import SandboxConfig
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -1,6 +1,6 @@
 """Validate everything the sandbox serves against the real vapi-server-sdk 3.x models, strictly.
 
-``install()`` registers (once) an observer in ``sandbox.api.RESPONSE_OBSERVERS``; the REST app calls it
+``install()`` registers (once) an observer in ``sandbox.rest.app.RESPONSE_OBSERVERS``; the REST app calls it
 for every JSON response and every SSE event it serves, in-process or on a uvicorn thread. Failures are
 collected (never raised inside the server) and ``take_failures()`` hands them to the test fixture.
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import pydantic
 
-from sandbox.api import RESPONSE_OBSERVERS, ServedResponse
+from sandbox.rest.app import RESPONSE_OBSERVERS, ServedResponse
 
 # Route templates answered with something other than one JSON value per response (or not JSON at all)
 _UNCHECKED_PREFIXES = ("/_sandbox/",)
@@ -255,7 +255,7 @@ def install() -> None:
 
 def take_failures() -> list[str]:
     """Wait until everything served so far is validated; return the failures (and observer crashes)."""
-    from sandbox.api import take_observer_errors
+    from sandbox.rest.app import take_observer_errors
 
     _queue.join()
     with _lock:

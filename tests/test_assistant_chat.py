@@ -17,12 +17,12 @@ import pytest
 
 import cli
 from agent.assistant_chat import COMPLETED, DELTA, ChatEvent, parse_sse_text, reply_from_tool_result
-from agent.chat_commands import AssistantChatOptions, assistant_chat_body
 from agent.config import Settings
-from agent.runner import run_command
+from cli.commands.chat import AssistantChatOptions, assistant_chat_body
+from cli.runner import run_command
 from sandbox.app import Sandbox
-from sandbox.config import SandboxConfig
 from sandbox.serve import ServerThread
+from sandbox.world.config import SandboxConfig
 
 CHAT_TOOL = "create_a_vapi_chat_response"
 

@@ -126,8 +126,8 @@ def run_targets(cassette: Any, monkeypatch: pytest.MonkeyPatch,
             targets = live_targets()
         else:
             from sandbox.app import Sandbox
-            from sandbox.config import SandboxConfig
             from sandbox.serve import ServerThread
+            from sandbox.world.config import SandboxConfig
 
             sandbox = Sandbox(SandboxConfig(**SANDBOX_OPTIONS))
             stack.enter_context(ServerThread(sandbox))

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.argv import split_common_options
 from agent.config import load_settings
 from agent.errors import ConfigError
 from agent.redact import redact, redact_data, register_secret
+from cli.argv import split_common_options
 
 ROOT = Path(__file__).resolve().parents[1]
 

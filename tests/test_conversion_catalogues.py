@@ -29,8 +29,8 @@ from agent.mcp.servers import ServerSpec
 from agent.model import OpenAIChatModel
 from agent.policy import Access, WriteGate
 from agent.runtime import Runtime
-from agent.tools import to_openai_tools
-from agent.toolsearch import select_tools
+from agent.toolconv.convert import to_openai_tools
+from agent.toolconv.search import select_tools
 from agent.usage import Usage
 from agent.vapi import VapiFacade
 from tests.ask_support import Endpoint, offered_names

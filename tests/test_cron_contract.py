@@ -136,7 +136,8 @@ def test_deadline_exits_6_and_leaves_no_partial_file(serve_sandbox: Callable[...
 async def test_a_deadline_during_rendering_writes_nothing(make_sandbox: Callable[..., Sandbox], tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The runner's deadline cancels the run while the charts render: no file, no temporary file."""
-    from workflows import report, report_render
+    from workflows import report
+    from workflows.report import render as report_render
 
     rendering = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import pytest
 
 from sandbox.app import Sandbox
-from sandbox.clock import SandboxClock
-from sandbox.config import SandboxConfig
 from sandbox.serve import ServerThread
+from sandbox.world.clock import SandboxClock
+from sandbox.world.config import SandboxConfig
 from tests.ask_support import (
     AskRunner,
     Endpoint,

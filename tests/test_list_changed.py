@@ -12,8 +12,8 @@ from agent.mcp.connection import Connection
 from agent.mcp.hub import Hub
 from agent.mcp.servers import ServerSpec
 from agent.model import ModelTurn, ToolCall
+from agent.model.scripted import ScriptedModel
 from agent.policy import WriteGate
-from agent.scripted_model import ScriptedModel
 
 
 def _tool(name: str) -> types.Tool:

@@ -1,7 +1,7 @@
 """qa-grade end to end on the sandbox, checked against the dataset's ground-truth file.
 
 Expected values never come from the code under test: the ground-truth file
-(``sandbox.groundtruth.write_ground_truth``) says which calls are the newest ended ones, their metric
+(``sandbox.world.groundtruth.write_ground_truth``) says which calls are the newest ended ones, their metric
 values, which ones carry an injected failure (its exact quote and time) and the sha256 of every
 recording. Covered here: the default metric and ``--metric Empathy`` against that file; a model
 answering one true and two invented findings (only the true one survives, the drops are noted);
@@ -36,15 +36,15 @@ import pytest
 from agent.config import Settings
 from agent.errors import ModelError
 from agent.model import ModelTurn, ToolCall
-from agent.runner import CommandContext, Outcome, run_command
+from agent.model.scripted import ScriptedModel
 from agent.runtime import Runtime, open_runtime
-from agent.scripted_model import ScriptedModel
 from agent.store import RunStore
+from cli.commands.qa import qa_grade_body
+from cli.runner import CommandContext, Outcome, run_command
 from sandbox.app import Sandbox
-from sandbox.config import SandboxConfig
-from sandbox.groundtruth import write_ground_truth
-from workflows.commands import qa_grade_body
-from workflows.qa_grade import QAParams, QAResult, run
+from sandbox.world.config import SandboxConfig
+from sandbox.world.groundtruth import write_ground_truth
+from workflows.qa.grade import QAParams, QAResult, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -423,7 +423,7 @@ async def test_resume_reuses_finished_calls_and_fresh_recomputes(truth: Truth, t
 async def test_ask_with_the_qa_grade_tool_returns_the_commands_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, truth: Truth
 ) -> None:
-    from agent.commands import AskOptions, ask_body
+    from cli.commands.ask import AskOptions, ask_body
     from tests.openai_fake import ScriptedOpenAI, Turn
     from tests.openai_fake import ToolCall as FakeToolCall
 
@@ -470,7 +470,7 @@ def test_readme_first_command_on_a_fresh_machine(tmp_path: Path) -> None:
     The embedded sandbox is anchored at "now" and its dataset depends on the anchor, so the child
     process pins the sandbox's clock (``sandbox.app.datetime``) to ``ANCHOR``; nothing else is set up.
     """
-    from sandbox.groundtruth import ground_truth
+    from sandbox.world.groundtruth import ground_truth
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "VAPI_API", "TRUTO_"))}
     env.update({"COLUMNS": "200", "NO_COLOR": "1", "XDG_CONFIG_HOME": str(tmp_path / "config"),
@@ -518,7 +518,7 @@ async def test_a_large_qa_grade_result_reaches_the_model_capped_with_a_note(tmp_
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A result over the loop's cap is cut like an MCP result (head, tail, a note), never silently."""
     from agent.loop import Limits, run_agent
-    from workflows.tools import workflow_tools
+    from workflows.chat_tools import workflow_tools
 
     monkeypatch.chdir(tmp_path)
     call = ToolCall("call_qa_1", "qa_grade", json.dumps({"assistant": "Support", "last": 20, "recordings": "none"}))

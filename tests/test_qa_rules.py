@@ -35,7 +35,7 @@ from tests.test_qa_grade import (
     qa_sandbox,
     tool_calls,
 )
-from workflows.qa_grade import QAParams, run
+from workflows.qa.grade import QAParams, run
 
 SETTINGS = Settings(json=True, sandbox_options=SANDBOX_OPTIONS)
 

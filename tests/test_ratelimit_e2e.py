@@ -38,16 +38,16 @@ from starlette.types import Receive, Scope, Send
 
 from agent.config import load_settings
 from agent.errors import UpstreamError
-from agent.runner import CommandContext, Outcome, run_command
 from agent.runtime import open_runtime
 from agent.usage import Usage
+from cli.runner import CommandContext, Outcome, run_command
 from sandbox.app import Sandbox
-from sandbox.clock import SandboxClock
-from sandbox.config import RateLimit, SandboxConfig
-from sandbox.faults import Faults
-from sandbox.mcp_middleware import parse_rpc
-from sandbox.requestlog import LogEntry
-from sandbox.validation import VapiHttpError
+from sandbox.core.requestlog import LogEntry
+from sandbox.rest.faults import Faults
+from sandbox.rest.validation import VapiHttpError
+from sandbox.truto.gate import parse_rpc
+from sandbox.world.clock import SandboxClock
+from sandbox.world.config import RateLimit, SandboxConfig
 
 LIMIT = RateLimit(3, 1.0)
 TOOL = "get_single_vapi_call_by_id"

@@ -229,12 +229,12 @@ async def test_slash_commands_read_only_model_save_and_clear(make_sandbox: Calla
     from agent.config import Settings
     from agent.loop import Limits
     from agent.model import ModelTurn
-    from agent.repl import Repl
-    from agent.repl_commands import handle_command
-    from agent.repl_view import InlineApproval, TurnView
+    from agent.model.scripted import ScriptedModel
     from agent.runtime import open_runtime
-    from agent.scripted_model import ScriptedModel
-    from workflows.tools import workflow_tools
+    from cli.repl.session import Repl
+    from cli.repl.slash import handle_command
+    from cli.repl.view import InlineApproval, TurnView
+    from workflows.chat_tools import workflow_tools
 
     out = io.StringIO()
     view = TurnView(Console(file=out, width=200, force_terminal=False))
@@ -301,11 +301,11 @@ async def test_tool_lines_and_rate_limit_waits_are_shown(make_sandbox: Callable[
     from agent.loop import Limits
     from agent.model import ModelTurn
     from agent.model import ToolCall as ModelToolCall
-    from agent.repl import Repl
-    from agent.repl_view import InlineApproval, TurnView
+    from agent.model.scripted import ScriptedModel
     from agent.runtime import open_runtime
-    from agent.scripted_model import ScriptedModel
-    from sandbox.config import RateLimit
+    from cli.repl.session import Repl
+    from cli.repl.view import InlineApproval, TurnView
+    from sandbox.world.config import RateLimit
 
     out = io.StringIO()
     view = TurnView(Console(file=out, width=200, force_terminal=False))
@@ -328,7 +328,7 @@ async def test_tool_lines_and_rate_limit_waits_are_shown(make_sandbox: Callable[
 
 
 def test_typed_history_is_stored_redacted(tmp_path: Path) -> None:
-    from agent.repl import make_session
+    from cli.repl.session import make_session
 
     path = tmp_path / "history"
     session = make_session(path)

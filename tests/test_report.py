@@ -1,7 +1,7 @@
 """`vapi-agent report` on the sandbox: numbers, both sources, every format, reproducibility, the chat tool.
 
 The reference numbers are computed here, independently, with pandas over the sandbox's raw Call JSON
-(``workspace.all_calls_raw()``): no code is shared with sandbox/analytics.py or workflows/report*.py.
+(``workspace.all_calls_raw()``): no code is shared with sandbox/rest/analytics.py or workflows/report*.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from agent.config import Settings
 from agent.errors import ConfigError, MissingCapability
 from agent.runtime import open_runtime
 from sandbox.app import Sandbox
-from sandbox.config import SandboxConfig
+from sandbox.world.config import SandboxConfig
 from workflows import report
 
 ANCHOR = datetime(2025, 4, 6, 15, 30, tzinfo=UTC)  # the 7-day window spans Europe's DST switch (30 March)
@@ -179,7 +179,7 @@ async def test_without_the_analytics_tool_it_computes(make_sandbox: Any) -> None
 async def test_auto_falls_back_to_the_calls_when_analytics_fails(sandbox: Sandbox,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from agent.errors import UpstreamError
-    from workflows import report_data
+    from workflows.report import data as report_data
 
     real = report_data.analytics_query
 
@@ -283,7 +283,7 @@ async def test_as_of_reproduces_every_file_byte_for_byte(tmp_path: Path) -> None
 
 
 def test_write_all_leaves_no_partial_file(tmp_path: Path) -> None:
-    from workflows.report_render import write_all
+    from workflows.report.render import write_all
 
     (tmp_path / "report-2025-04-05.md").write_text("yesterday's report\n")
     with pytest.raises(TypeError):
@@ -317,7 +317,7 @@ def test_formats_and_out() -> None:
 
 
 def test_window_resolution() -> None:
-    from workflows.report_window import resolve_window
+    from workflows.report.window import resolve_window
 
     as_of = datetime(2025, 4, 6, 15, 30, tzinfo=UTC)
     window = resolve_window(since="7d", start=None, end=None, tz="UTC", as_of=as_of)
@@ -332,8 +332,8 @@ def test_window_resolution() -> None:
 
 # ---------------------------------------------------------------- the command and the chat tool
 def _command_envelope(sb: Sandbox, params: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    from agent.runner import run_command
-    from workflows.report_commands import report_body, report_render
+    from cli.commands.report import report_body, report_render
+    from cli.runner import run_command
 
     full = {"since": None, "start": None, "end": None, "tz": "UTC", "group_by": "assistant", "formats": None,
             "out": None, "as_of": None, "source": "auto", **params}
@@ -353,10 +353,10 @@ def test_command_envelope_is_the_report(sandbox: Sandbox, capsys: pytest.Capture
 
 def test_ask_with_the_report_tool_returns_the_commands_table(sandbox: Sandbox,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from agent.commands import AskOptions, ask_body
     from agent.model import ModelTurn, ToolCall
-    from agent.runner import run_command
-    from agent.scripted_model import ScriptedModel
+    from agent.model.scripted import ScriptedModel
+    from cli.commands.ask import AskOptions, ask_body
+    from cli.runner import run_command
 
     seen: list[dict[str, Any]] = []
 

@@ -27,7 +27,7 @@ import pytest
 from agent.config import Settings
 from agent.runtime import open_runtime
 from sandbox.app import Sandbox
-from sandbox.config import SandboxConfig
+from sandbox.world.config import SandboxConfig
 from tests.conftest import require_tool
 from workflows import report
 

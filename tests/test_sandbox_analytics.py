@@ -1,6 +1,6 @@
 """POST /analytics against an independent computation from the raw Call JSON.
 
-The reference below shares no code with sandbox/analytics.py: it reads every call's JSON
+The reference below shares no code with sandbox/rest/analytics.py: it reads every call's JSON
 (``workspace.all_calls_raw()``), buckets each createdAt with plain ``datetime``/``zoneinfo``
 arithmetic, one call at a time, and aggregates with a pandas groupby.
 """

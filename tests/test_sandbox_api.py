@@ -13,11 +13,11 @@ import httpx2
 import pytest
 
 from sandbox.app import Sandbox
-from sandbox.clock import SandboxClock
-from sandbox.config import RateLimit, SandboxConfig
-from sandbox.ids import iso_ms, parse_iso
-from sandbox.observe import RESPONSE_OBSERVERS, ServedResponse, notify, take_observer_errors
-from sandbox.recordings import make_recording_link, storage_origin
+from sandbox.rest.observe import RESPONSE_OBSERVERS, ServedResponse, notify, take_observer_errors
+from sandbox.rest.recordings import make_recording_link, storage_origin
+from sandbox.world.clock import SandboxClock
+from sandbox.world.config import RateLimit, SandboxConfig
+from sandbox.world.ids import iso_ms, parse_iso
 
 UNAUTHORIZED = {
     "message": "Invalid Key. Hot tip, you may be using the private key instead of the public key, or vice versa.",

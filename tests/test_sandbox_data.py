@@ -19,17 +19,17 @@ import phonenumbers
 import pydantic
 import pytest
 
-from sandbox import audio
-from sandbox.callgen import REASON_NAMES
-from sandbox.calljson import conversation
-from sandbox.clock import SandboxClock
-from sandbox.config import SandboxConfig
-from sandbox.conversation_templates import Script
-from sandbox.conversations import JOB_TEMPLATES, TEMPLATES, customer_name, placeholders, variables
-from sandbox.data import LIVE_CALLS, Dataset
-from sandbox.entities import ASSISTANTS
-from sandbox.ids import ORG_ID, parse_iso
-from sandbox.workspace import Workspace
+from sandbox.world import audio
+from sandbox.world.callgen import REASON_NAMES
+from sandbox.world.calljson import conversation
+from sandbox.world.clock import SandboxClock
+from sandbox.world.config import SandboxConfig
+from sandbox.world.conversation_templates import Script
+from sandbox.world.conversations import JOB_TEMPLATES, TEMPLATES, customer_name, placeholders, variables
+from sandbox.world.data import LIVE_CALLS, Dataset
+from sandbox.world.entities import ASSISTANTS
+from sandbox.world.ids import ORG_ID, parse_iso
+from sandbox.world.workspace import Workspace
 
 ANCHOR = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
 

@@ -21,8 +21,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from sandbox.app import Sandbox
-from sandbox.truto_catalogue import RESOURCES, build_catalogue
-from sandbox.truto_proxy import ToolFailure, decode_cursor, encode_cursor
+from sandbox.truto.catalogue import RESOURCES, build_catalogue
+from sandbox.truto.proxy import ToolFailure, decode_cursor, encode_cursor
 
 FEW = 40  # calls in the seeded workspace when a test needs only a few (faster to build and validate)
 NAME_PATTERNS = {

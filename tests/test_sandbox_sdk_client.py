@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from sandbox.app import Sandbox
-from sandbox.ids import parse_iso
+from sandbox.world.ids import parse_iso
 
 vapi = pytest.importorskip("vapi")
 # the SDK itself uses pydantic v1-style `__fields__` when it parses unions: not our concern here

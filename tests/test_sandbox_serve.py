@@ -23,8 +23,8 @@ from mcp import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from sandbox.app import Sandbox
-from sandbox.config import RateLimit, SandboxConfig
 from sandbox.serve import ServeOptions, redact_path
+from sandbox.world.config import RateLimit, SandboxConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}

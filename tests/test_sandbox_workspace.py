@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sandbox.calljson import ms_of
-from sandbox.clock import SandboxClock
-from sandbox.config import SandboxConfig
-from sandbox.groundtruth import ground_truth, write_ground_truth
-from sandbox.ids import iso_ms, parse_iso
-from sandbox.workspace import Conflict, NotFound, ValidationFailed, Workspace
+from sandbox.world.calljson import ms_of
+from sandbox.world.clock import SandboxClock
+from sandbox.world.config import SandboxConfig
+from sandbox.world.groundtruth import ground_truth, write_ground_truth
+from sandbox.world.ids import iso_ms, parse_iso
+from sandbox.world.workspace import Conflict, NotFound, ValidationFailed, Workspace
 
 ANCHOR = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
 

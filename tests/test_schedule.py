@@ -22,8 +22,8 @@ import pytest
 from agent.errors import ConfigError
 from agent.joblock import JOB_ENV
 from tests.conftest import IN_CI, require_tool
-from workflows.schedule import MARKER, Crontab, Entry, Scheduler, ScheduleStore, validate_cron
-from workflows.schedule_run import Runner, launch_entry
+from workflows.schedule.runner import Runner, launch_entry
+from workflows.schedule.schedules import MARKER, Crontab, Entry, Scheduler, ScheduleStore, validate_cron
 
 ROOT = Path(__file__).resolve().parents[1]
 

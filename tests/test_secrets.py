@@ -31,8 +31,8 @@ from typing import Any
 import pytest
 
 from sandbox.app import Sandbox
-from sandbox.config import SandboxConfig
 from sandbox.serve import ServerThread
+from sandbox.world.config import SandboxConfig
 from tests.openai_fake.server import ScriptedOpenAI, ToolCall, Turn, serve_app
 
 ROOT = Path(__file__).resolve().parents[1]

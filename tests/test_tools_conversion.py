@@ -18,11 +18,11 @@ import mcp.types
 import openai
 import pytest
 
+from agent.toolconv.convert import MAX_DESCRIPTION, ToolMap, to_openai_tools
 from agent.toolconv.names import fit_name
 from agent.toolconv.sanitize import ANY_ITEM, sanitize_schema
+from agent.toolconv.search import BM25Index, ToolSelector, estimate_tokens, select_tools, tool_text
 from agent.toolconv.strict import NotStrictable, strictify
-from agent.tools import MAX_DESCRIPTION, ToolMap, to_openai_tools
-from agent.toolsearch import BM25Index, ToolSelector, estimate_tokens, select_tools, tool_text
 from tests.fixtures import make_hostile_catalogue
 from tests.openai_fake import ScriptedOpenAI, ToolCall, Turn, validate_request
 
@@ -566,8 +566,8 @@ def test_strictify_leaves_its_input_alone() -> None:
 
 async def test_sandbox_catalogue_is_accepted(sdk: tuple[ScriptedOpenAI, openai.AsyncOpenAI]) -> None:
     from sandbox.app import Sandbox
-    from sandbox.config import SandboxConfig
-    from sandbox.mcp_server import TrutoMCP
+    from sandbox.truto.server import TrutoMCP
+    from sandbox.world.config import SandboxConfig
 
     fake, client = sdk
     tools: list[mcp.types.Tool] = []

@@ -26,8 +26,8 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from agent.config import load_settings
-from agent.runner import CommandContext, Outcome, run_command
 from agent.runtime import open_runtime
+from cli.runner import CommandContext, Outcome, run_command
 from sandbox.app import Sandbox
 from tests.test_ratelimit_e2e import restore_logging, seed_whose_faults_start, warm_up
 

@@ -13,7 +13,7 @@ def qa_grade_tool(rt: Runtime) -> LocalTool:
     """``qa_grade``: the qa-grade pipeline (the same result as the command's ``--json`` envelope)."""
 
     async def handler(args: dict[str, Any]) -> dict[str, Any]:
-        from workflows import qa_grade
+        from workflows.qa import grade as qa_grade
 
         params = qa_grade.QAParams(**{k: v for k, v in args.items() if v is not None})
         result = await qa_grade.run(rt, params)
@@ -49,7 +49,7 @@ def campaign_tool(rt: Runtime) -> LocalTool:
     """``campaign_create``: the campaign workflow (dry run by default: the plan, nothing created)."""
 
     async def handler(args: dict[str, Any]) -> dict[str, Any]:
-        from workflows import campaign
+        from workflows.campaign import lifecycle as campaign
 
         params = campaign.CampaignParams(**{k: v for k, v in args.items() if v is not None})
         return (await campaign.create(rt, params)).to_dict()
@@ -110,7 +110,7 @@ def report_tool(rt: Runtime) -> LocalTool:
     """``report``: the analytics report (the same summary table as ``vapi-agent report``)."""
 
     async def handler(args: dict[str, Any]) -> dict[str, Any]:
-        from workflows import report
+        from workflows.report import pipeline as report
 
         names = {"from": "start", "to": "end", "format": "formats"}
         params = report.ReportParams(**{names.get(k, k): v for k, v in args.items() if v is not None})

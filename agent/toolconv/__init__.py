@@ -1,4 +1,4 @@
-"""Pure pieces of the MCP-tool -> OpenAI-function conversion (see ``agent.tools`` for the public API).
+"""Pure pieces of the MCP-tool -> OpenAI-function conversion (see ``agent.toolconv.convert`` for the public API).
 
 - ``names``    fit a tool name to ``^[a-zA-Z0-9_-]{1,64}$`` (hash suffix when cut)
 - ``refs``     inline local ``$ref``s (``$defs``, ``definitions``, zod-style ``#/properties/...``)

@@ -5,44 +5,9 @@ The CLI stays thin: it parses flags and calls these; the runner does envelopes a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-from agent.runner import CommandContext, Outcome
-
-Body = Callable[[CommandContext], Awaitable[Outcome]]
-
-
-def qa_grade_body(params: dict[str, Any]) -> Body:
-    """``vapi-agent qa-grade``: the pipeline, plus the markdown report when ``--out`` is given."""
-
-    async def body(ctx: CommandContext) -> Outcome:
-        from agent.files import write_atomically
-        from agent.runtime import open_runtime
-        from workflows import qa_grade
-        from workflows.qa_report import to_markdown
-
-        qa_params = qa_grade.QAParams(**params)
-        qa_params.validate()
-        async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice) as rt:
-            result = await qa_grade.run(rt, qa_params)
-        if qa_params.out:
-            write_atomically(Path(qa_params.out), to_markdown(result))
-        return Outcome(result=result, status=result.status, errors=result.errors)
-
-    return body
-
-
-def qa_grade_render(outcome: Outcome, ctx: CommandContext) -> None:
-    """The rich table and findings on the terminal."""
-    from rich.console import Console
-
-    from workflows.qa_report import render_terminal
-
-    render_terminal(outcome.result, Console())
-    for error in outcome.errors:
-        ctx.notice(f"note: {error['message']}")
+from cli.runner import Body, CommandContext, Outcome
 
 
 # ---------------------------------------------------------------- campaigns
@@ -77,7 +42,7 @@ def campaign_create_body(params: dict[str, Any]) -> Body:
 
     async def body(ctx: CommandContext) -> Outcome:
         from agent.runtime import open_runtime
-        from workflows import campaign
+        from workflows.campaign import lifecycle as campaign
 
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice) as rt:
             result = await campaign.create(rt, campaign.CampaignParams(**params),
@@ -101,7 +66,7 @@ def campaign_list_body() -> Body:
 
     async def body(ctx: CommandContext) -> Outcome:
         from agent.runtime import open_runtime
-        from workflows.campaign import counters
+        from workflows.campaign.lifecycle import counters
 
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, store=None) as rt:
             campaigns = await rt.vapi.list_campaigns()
@@ -133,7 +98,7 @@ def campaign_status_body(campaign_id: str, watch: bool, interval: float) -> Body
         import asyncio
 
         from agent.runtime import open_runtime
-        from workflows.campaign import counters, is_final, status
+        from workflows.campaign.lifecycle import counters, is_final, status
         from workflows.steps import ProgressBar
 
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, store=None) as rt:
@@ -166,40 +131,13 @@ def campaign_cancel_body(campaign_id: str) -> Body:
 
     async def body(ctx: CommandContext) -> Outcome:
         from agent.runtime import open_runtime
-        from workflows.campaign import cancel
+        from workflows.campaign.lifecycle import cancel
 
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice) as rt:
             campaign = await cancel(rt, campaign_id)
         return Outcome(result={"id": campaign.get("id"), "status": campaign.get("status")})
 
     return body
-
-
-# ---------------------------------------------------------------- squads
-def squad_create_body(params: dict[str, Any]) -> Body:
-    """``squad create``."""
-
-    async def body(ctx: CommandContext) -> Outcome:
-        import json
-
-        from agent.runtime import open_runtime
-        from workflows import squad
-
-        def show(body_: dict[str, Any]) -> None:
-            if not ctx.settings.json:
-                ctx.notice("Squad to create:\n" + json.dumps(body_, indent=2, ensure_ascii=False))
-
-        async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice) as rt:
-            result = await squad.create(rt, squad.SquadParams(**params), show_plan=show)
-        return Outcome(result=result)
-
-    return body
-
-
-def squad_create_render(outcome: Outcome, ctx: CommandContext) -> None:
-    """One line."""
-    result = outcome.result
-    print("dry run: nothing was created" if result.dry_run else f"created squad {result.squad.get('id')}")
 
 
 def print_result_line(outcome: Outcome, ctx: CommandContext) -> None:

@@ -1,6 +1,6 @@
 """Command bodies of ``vapi-agent chat`` (the REPL) and ``vapi-agent assistant chat`` (talk to an assistant).
 
-Each returns an async ``body(ctx) -> Outcome`` for ``agent.runner.run_command``; the CLI only parses flags.
+Each returns an async ``body(ctx) -> Outcome`` for ``cli.runner.run_command``; the CLI only parses flags.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import AgentError, ConfigError
-from agent.runner import CommandContext, Outcome
-
-Body = Callable[[CommandContext], Awaitable[Outcome]]
+from cli.runner import Body, CommandContext, Outcome
 
 
 # ---------------------------------------------------------------- chat (the REPL)
@@ -29,18 +27,18 @@ class ChatOptions:
 
 
 def chat_body(options: ChatOptions, *, model: Any = None, sandbox: Any = None) -> Body:
-    """``vapi-agent chat``: the interactive REPL (``agent.repl``); needs a terminal and a model."""
+    """``vapi-agent chat``: the interactive REPL (``cli.repl``); needs a terminal and a model."""
 
     async def body(ctx: CommandContext) -> Outcome:
         from rich.console import Console
 
-        from agent.commands import parse_price
         from agent.loop import Limits
         from agent.model import price_for, require_model
-        from agent.repl import Repl
-        from agent.repl_view import InlineApproval, TurnView
         from agent.runtime import open_runtime
-        from workflows.tools import workflow_tools
+        from cli.commands.ask import parse_price
+        from cli.repl.session import Repl
+        from cli.repl.view import InlineApproval, TurnView
+        from workflows.chat_tools import workflow_tools
 
         if ctx.settings.json:
             raise ConfigError("chat is interactive and has no --json form", hint='use vapi-agent ask --json "..."')

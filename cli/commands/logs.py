@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agent.commands import Body
-from agent.runner import CommandContext, Outcome
+from cli.runner import Body, CommandContext, Outcome
 
 
 def logs_body(run_id: str | None, limit: int) -> Body:

@@ -5,12 +5,12 @@
   trailing backslash, Ctrl-C to clear the line, Ctrl-D (or ``/exit``) to leave.
 - A turn: ``agent.loop.run_agent`` with the conversation so far (``history``), the MCP tools and the
   workflows as tools; the answer streams as markdown, tool calls show as they run
-  (``agent.repl_view``), rate-limit waits arrive through the runtime's notice callback, and writes
+  (``cli.repl.view``), rate-limit waits arrive through the runtime's notice callback, and writes
   are approved inline (``InlineApproval``, the gate's ``prompt``).
 - Ctrl-C during a turn cancels it (a SIGINT handler on the event loop cancels the turn's task) and
   the REPL stays. A write that was already sent is shielded from the cancellation: it finishes, its
   outcome is shown, and the conversation records that the turn was cancelled and what was written.
-- Slash commands live in ``agent.repl_commands``.
+- Slash commands live in ``cli.repl.slash``.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from agent.errors import AgentError
 from agent.loop import SYSTEM_PROMPT, Limits, LocalTool, run_agent
 from agent.policy import Access
 from agent.redact import redact
-from agent.repl_view import InlineApproval, TurnView
 from agent.runtime import Runtime
+from cli.repl.slash import MULTILINE_HELP, handle_command
+from cli.repl.view import InlineApproval, TurnView
 
 PROMPT = "vapi> "
 HISTORY_FILE = "chat-history"
-MULTILINE_HELP = "Esc+Enter (or a trailing \\) starts a new line; Enter sends"
 
 
 def history_path() -> Path:
@@ -135,8 +135,6 @@ class Repl:
 
     async def run(self) -> int:
         """Read and answer until /exit or Ctrl-D; returns the number of turns answered."""
-        from agent.repl_commands import handle_command
-
         self.banner()
         while self.running:
             try:

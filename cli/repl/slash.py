@@ -7,7 +7,7 @@ import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.table import Table
 from rich.text import Text
@@ -16,7 +16,25 @@ from agent.policy import Access
 from agent.redact import redact, redact_data
 
 if TYPE_CHECKING:
-    from agent.repl import Repl
+    from rich.console import Console
+
+    from agent.loop import LocalTool
+    from agent.runtime import Runtime
+
+MULTILINE_HELP = "Esc+Enter (or a trailing \\) starts a new line; Enter sends"
+
+
+class Repl(Protocol):
+    """What the slash commands read and change of a chat session (``cli.repl.session.Repl``)."""
+
+    rt: Runtime
+    console: Console
+    local_tools: list[LocalTool]
+    price_override: tuple[float, float] | None
+    history: list[dict[str, Any]]
+    turns: int
+    running: bool
+    locked_read_only: bool
 
 HELP = [
     ("/tools", "the tools the model may use now, with their access class"),
@@ -42,8 +60,6 @@ async def handle_command(repl: Repl, line: str) -> None:
 
 
 async def _help(repl: Repl, arg: str) -> None:
-    from agent.repl import MULTILINE_HELP
-
     table = Table(show_header=False, box=None, padding=(0, 2))
     for command, what in HELP:
         table.add_row(command, what)

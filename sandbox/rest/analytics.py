@@ -32,8 +32,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from sandbox.ids import iso_ms, parse_iso
-from sandbox.validation import Arr, Str, VapiHttpError, bad_request, obj, validate_body
+from sandbox.rest.validation import Arr, Str, VapiHttpError, bad_request, obj, validate_body
+from sandbox.world.ids import iso_ms, parse_iso
 
 OPERATIONS = ("sum", "avg", "count", "min", "max", "history")
 SIMULATED_OPERATIONS = ("sum", "avg", "count", "min", "max")
@@ -92,7 +92,7 @@ def run_queries(body: Any, frame: pd.DataFrame, now: datetime) -> list[dict[str,
     """Validate the whole request first (a 400 lists every problem), then answer each query in order.
 
     ``frame`` has one row per call: ``createdAt`` (epoch ms), the ``GROUP_BY`` columns and the
-    numeric ``NUMERIC_COLUMNS`` (NaN = no value), as built by ``sandbox.api_analytics``.
+    numeric ``NUMERIC_COLUMNS`` (NaN = no value), as built by ``sandbox.rest.analytics``.
     """
     if isinstance(body, list):
         raise bad_request(["queries must be an array", "queries should not be empty"])

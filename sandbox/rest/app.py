@@ -9,7 +9,7 @@ Module map: ``api_core`` (routing, auth, faults, logging, observers), ``api_reso
 analytics), ``api_schemas`` (allow-lists), ``validation`` (NestJS-style checking), ``recordings``,
 ``chat``, ``analytics``, ``faults``.
 
-``RESPONSE_OBSERVERS`` (see ``sandbox.observe``) sees every JSON body and every SSE event served,
+``RESPONSE_OBSERVERS`` (see ``sandbox.rest.observe``) sees every JSON body and every SSE event served,
 with its route template; tests register the SDK validator there (tests/sdk_validation.py).
 """
 
@@ -17,15 +17,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sandbox import api_resources, recordings
-from sandbox.api_core import Endpoint, RestApp
-from sandbox.chat import post_chat, post_chat_responses
-from sandbox.observe import RESPONSE_OBSERVERS, ServedResponse, notify, take_observer_errors
+from sandbox.rest import recordings
+from sandbox.rest import resources as api_resources
+from sandbox.rest.chat import post_chat, post_chat_responses
+from sandbox.rest.endpoints import Endpoint, RestApp
+from sandbox.rest.observe import RESPONSE_OBSERVERS, ServedResponse, notify, take_observer_errors
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
-    from sandbox.app import Sandbox
+    from sandbox.core import SandboxCore
 
 __all__ = ["RESPONSE_OBSERVERS", "ServedResponse", "create_rest_app", "notify", "take_observer_errors"]
 
@@ -40,6 +41,6 @@ def all_endpoints() -> list[Endpoint]:
     ]
 
 
-def create_rest_app(sandbox: Sandbox) -> ASGIApp:
+def create_rest_app(sandbox: SandboxCore) -> ASGIApp:
     """The ASGI app of the simulated Vapi REST API for ``sandbox`` (in-process or under uvicorn)."""
     return RestApp(sandbox, all_endpoints())

@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response, StreamingResponse
 
-from sandbox.api_core import Ctx, Reply
-from sandbox.api_schemas import CHAT_BODY
-from sandbox.ids import parse_iso
-from sandbox.observe import ServedResponse, notify
-from sandbox.validation import bad_request
+from sandbox.rest.endpoints import Ctx, Reply
+from sandbox.rest.observe import ServedResponse, notify
+from sandbox.rest.schemas import CHAT_BODY
+from sandbox.rest.validation import bad_request
+from sandbox.world.ids import parse_iso
 
 if TYPE_CHECKING:
-    from sandbox.workspace import Workspace
+    from sandbox.world.workspace import Workspace
 
 DROP_AFTER_DELTAS = 2
 _ECHOED = ("name", "sessionId", "previousChatId", "assistantOverrides")
@@ -108,7 +108,7 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
 def _assistant_for(ws: Workspace, body: dict[str, Any], previous: dict[str, Any] | None) -> tuple[
         dict[str, Any], dict[str, Any]]:
     """The answering assistant and the chat keys naming it (inherited from ``previous`` if absent)."""
-    from sandbox.workspace import NotFound
+    from sandbox.world.workspace import NotFound
 
     source = body
     if not any(body.get(k) is not None for k in ("assistantId", "assistant", "squadId", "squad")):
@@ -136,7 +136,7 @@ def _assistant_for(ws: Workspace, body: dict[str, Any], previous: dict[str, Any]
 
 
 def _previous(ws: Workspace, body: dict[str, Any]) -> dict[str, Any] | None:
-    from sandbox.workspace import NotFound
+    from sandbox.world.workspace import NotFound
 
     if body.get("previousChatId") is not None:
         try:

@@ -16,7 +16,8 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,13 +25,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from sandbox.faults import Faults
-from sandbox.observe import ServedResponse, notify
-from sandbox.requestlog import LogEntry
-from sandbox.validation import Obj, Q, Query, VapiHttpError, bad_request, validate_body, validate_query
+from sandbox.core.requestlog import LogEntry
+from sandbox.rest.faults import Faults
+from sandbox.rest.observe import ServedResponse, notify
+from sandbox.rest.validation import Obj, Q, Query, VapiHttpError, bad_request, validate_body, validate_query
 
 if TYPE_CHECKING:
-    from sandbox.app import Sandbox
+    from sandbox.core import SandboxCore
 
 log = logging.getLogger("sandbox.api")
 
@@ -52,7 +53,7 @@ class Reply:
 class Ctx:
     """What a handler gets: the sandbox, the request, the route template and the path parameters."""
 
-    sandbox: Sandbox
+    sandbox: SandboxCore
     request: Request
     route: str
     params: dict[str, str]
@@ -112,7 +113,7 @@ def _compile(template: str) -> re.Pattern[str]:
 class RestApp:
     """A pure ASGI app over a list of ``Endpoint`` objects (see the module docstring)."""
 
-    def __init__(self, sandbox: Sandbox, endpoints: Iterable[Endpoint]) -> None:
+    def __init__(self, sandbox: SandboxCore, endpoints: Iterable[Endpoint]) -> None:
         self.sandbox = sandbox
         self.faults = Faults(sandbox.config, sandbox.clock)
         self._routes: list[tuple[re.Pattern[str], str, dict[str, Endpoint]]] = []
@@ -262,3 +263,17 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             await send({"type": "lifespan.shutdown.complete"})
             return
 
+
+@contextmanager
+def workspace_errors() -> Iterator[None]:
+    """Translate the workspace's exceptions into NestJS HTTP errors."""
+    from sandbox.world.workspace import Conflict, NotFound, ValidationFailed
+
+    try:
+        yield
+    except NotFound as exc:
+        raise VapiHttpError(404, str(exc)) from None
+    except ValidationFailed as exc:
+        raise bad_request(list(exc.messages)) from None
+    except Conflict as exc:
+        raise VapiHttpError(409, str(exc)) from None

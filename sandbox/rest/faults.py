@@ -20,9 +20,9 @@ import random
 import threading
 from dataclasses import dataclass
 
-from sandbox.clock import SandboxClock
-from sandbox.config import RateLimit, SandboxConfig
-from sandbox.validation import VapiHttpError
+from sandbox.rest.validation import VapiHttpError
+from sandbox.world.clock import SandboxClock
+from sandbox.world.config import RateLimit, SandboxConfig
 
 _ERROR_MESSAGES = {
     500: "Internal server error",

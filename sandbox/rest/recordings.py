@@ -33,12 +33,12 @@ from urllib.parse import urlencode, urlsplit
 
 from starlette.responses import Response
 
-from sandbox.api_core import Ctx, Endpoint, Handler
-from sandbox.ids import iso_ms
-from sandbox.validation import VapiHttpError
+from sandbox.rest.endpoints import Ctx, Endpoint, Handler
+from sandbox.rest.validation import VapiHttpError
+from sandbox.world.ids import iso_ms
 
 if TYPE_CHECKING:
-    from sandbox.app import Sandbox
+    from sandbox.core import SandboxCore
 
 KINDS = ("mono", "stereo", "customer", "assistant", "video")
 CONTENT_TYPES = {kind: "audio/wav" for kind in KINDS} | {"video": "video/mp4"}
@@ -65,7 +65,7 @@ class SignatureProblem(Exception):
 class RecordingVault:
     """Per-sandbox signing secret, the ``expire_first`` latch, and URL building/verification."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: SandboxCore) -> None:
         self._sandbox = weakref.ref(sandbox)
         secret = secrets.token_bytes(32)
         # separate derived keys: a leaked link token can never be replayed as a storage signature
@@ -75,7 +75,7 @@ class RecordingVault:
         self._first_handed_out = False
 
     @property
-    def sandbox(self) -> Sandbox:
+    def sandbox(self) -> SandboxCore:
         """The owning sandbox (the vault never outlives it)."""
         sandbox = self._sandbox()
         if sandbox is None:
@@ -203,7 +203,7 @@ _vaults: weakref.WeakKeyDictionary[Any, RecordingVault] = weakref.WeakKeyDiction
 _vaults_lock = threading.Lock()
 
 
-def vault_for(sandbox: Sandbox) -> RecordingVault:
+def vault_for(sandbox: SandboxCore) -> RecordingVault:
     """The sandbox's vault (created on first use; one per sandbox, so one secret per sandbox)."""
     with _vaults_lock:
         vault = _vaults.get(sandbox)
@@ -234,9 +234,9 @@ def storage_origin(public_url: str) -> str:
     return f"{parts.scheme}://{netloc}"
 
 
-def recording_bytes(sandbox: Sandbox, call_id: str, kind: str) -> bytes:
+def recording_bytes(sandbox: SandboxCore, call_id: str, kind: str) -> bytes:
     """The recording, or a NestJS 404 when the call or that recording does not exist."""
-    from sandbox.workspace import NotFound
+    from sandbox.world.workspace import NotFound
 
     if kind not in KINDS:
         raise VapiHttpError(404, f"Recording kind {kind!r} does not exist")
@@ -249,7 +249,7 @@ def recording_bytes(sandbox: Sandbox, call_id: str, kind: str) -> bytes:
     return data
 
 
-def make_recording_link(sandbox: Sandbox, call_id: str, kind: str) -> dict[str, Any]:
+def make_recording_link(sandbox: SandboxCore, call_id: str, kind: str) -> dict[str, Any]:
     """``{url, content_type, expires_at}``: a short-lived unauthenticated link to one recording.
 
     For the MCP recording tools. Raises ``VapiHttpError`` 404 when the call or that recording does
@@ -294,7 +294,7 @@ def _recording_route(kind: str) -> Handler:
 def _missing_artifact(name: str) -> Handler:
     async def handler(ctx: Ctx) -> Response:
         ctx.query({})
-        from sandbox.api_resources import workspace_errors
+        from sandbox.rest.endpoints import workspace_errors
 
         with workspace_errors():
             ctx.sandbox.workspace.get_call(ctx.params["id"])

@@ -1,41 +1,25 @@
 """Route handlers for Vapi's resources: calls, the generic CRUD kinds, and analytics.
 
-Every write validates the body shape first (``sandbox.api_schemas``), then lets the workspace check
+Every write validates the body shape first (``sandbox.rest.schemas``), then lets the workspace check
 cross-object rules; both happen before anything is stored, so a refused write leaves no trace.
 Workspace errors map to Nest's: ``NotFound`` → 404, ``ValidationFailed`` → 400 (message array),
-``Conflict`` → 409. Every Call served gets fresh presigned recording URLs (``sandbox.recordings``).
+``Conflict`` → 409. Every Call served gets fresh presigned recording URLs (``sandbox.rest.recordings``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sandbox import api_schemas as S
-from sandbox.analytics import COST_COLUMNS, run_queries
-from sandbox.api_core import Ctx, Endpoint, Reply
-from sandbox.recordings import vault_for
-from sandbox.validation import Obj, Q, Query, VapiHttpError, bad_request, validate_body
-
-
-@contextmanager
-def workspace_errors() -> Iterator[None]:
-    """Translate the workspace's exceptions into NestJS HTTP errors."""
-    from sandbox.workspace import Conflict, NotFound, ValidationFailed
-
-    try:
-        yield
-    except NotFound as exc:
-        raise VapiHttpError(404, str(exc)) from None
-    except ValidationFailed as exc:
-        raise bad_request(list(exc.messages)) from None
-    except Conflict as exc:
-        raise VapiHttpError(409, str(exc)) from None
+from sandbox.rest import schemas as S
+from sandbox.rest.analytics import COST_COLUMNS, run_queries
+from sandbox.rest.endpoints import Ctx, Endpoint, Reply, workspace_errors
+from sandbox.rest.recordings import vault_for
+from sandbox.rest.validation import Obj, Q, Query, bad_request, validate_body
 
 
 def _snake(name: str) -> str:

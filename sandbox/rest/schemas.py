@@ -9,7 +9,7 @@ Big provider-discriminated sub-objects (an assistant's ``model``/``voice``/``tra
 
 from __future__ import annotations
 
-from sandbox.validation import AnyOf, Anything, Arr, Bool, Num, Obj, Q, Spec, Str, obj, timestamp_filters
+from sandbox.rest.validation import AnyOf, Anything, Arr, Bool, Num, Obj, Q, Spec, Str, obj, timestamp_filters
 
 FREE = Obj()  # a free-form object (@IsObject)
 SORT_ORDER = ("ASC", "DESC")

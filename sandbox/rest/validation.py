@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sandbox.ids import parse_iso
+from sandbox.world.ids import parse_iso
 
 REASONS = {
     400: "Bad Request",

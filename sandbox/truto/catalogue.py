@@ -21,7 +21,7 @@ from typing import Any
 
 import mcp.types as types
 
-from sandbox.truto_resources import CHAT_BODY, ID_PROP, RESOURCES, Prop, Resource, array_prop, prop, string_prop
+from sandbox.truto.resources import CHAT_BODY, ID_PROP, RESOURCES, Prop, Resource, array_prop, prop, string_prop
 
 READ_METHODS = frozenset({"list", "get"})
 WRITE_METHODS = frozenset({"create", "update", "delete"})

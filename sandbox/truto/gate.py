@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox.config import RateLimit
-from sandbox.requestlog import LogEntry
+from sandbox.core.requestlog import LogEntry
+from sandbox.world.config import RateLimit
 
 if TYPE_CHECKING:
-    from sandbox.app import Sandbox
+    from sandbox.core import SandboxCore
 
 REDACTED_MCP_PATH = "/mcp/***"
 
@@ -165,7 +165,7 @@ class TrutoGate:
     redacted to ``/mcp/***``.
     """
 
-    def __init__(self, app: ASGIApp, sandbox: Sandbox, *, started_at: float) -> None:
+    def __init__(self, app: ASGIApp, sandbox: SandboxCore, *, started_at: float) -> None:
         self.app = app
         self.sandbox = sandbox
         self.started_at = started_at

@@ -26,13 +26,13 @@ import httpx2
 import jsonschema
 import mcp.types as types
 
-from sandbox.mcp_middleware import envelope
-from sandbox.recordings import make_recording_link
-from sandbox.truto_catalogue import ToolSpec
-from sandbox.validation import VapiHttpError
+from sandbox.rest.recordings import make_recording_link
+from sandbox.rest.validation import VapiHttpError
+from sandbox.truto.catalogue import ToolSpec
+from sandbox.truto.gate import envelope
 
 if TYPE_CHECKING:
-    from sandbox.app import Sandbox
+    from sandbox.core import SandboxCore
 
 DEFAULT_PAGE = 100  # Vapi's default `limit`
 VAPI_MAX_LIMIT = 1000  # Vapi rejects larger `limit` values on bare-array lists
@@ -142,7 +142,7 @@ def _positive_int(value: Any) -> bool:
 class TrutoProxy:
     """Runs ``ToolSpec`` calls against the sandbox REST app, in-process, as Truto would against Vapi."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: SandboxCore) -> None:
         self.sandbox = sandbox
 
     def client(self, *, authorised: bool = True) -> httpx2.AsyncClient:

@@ -12,7 +12,7 @@
 
 Truto options from ``SandboxConfig`` applied here: ``methods``/``tags`` filters and
 ``tool_exposure`` (``discovery`` lists only search_tools/get_tool_schema/call_tool). The HTTP-only
-ones (rate limit, expiry, second factor) live in ``sandbox.mcp_middleware``.
+ones (rate limit, expiry, second factor) live in ``sandbox.truto.gate``.
 """
 
 from __future__ import annotations
@@ -31,9 +31,8 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox.mcp_middleware import REDACTED_MCP_PATH, TrutoGate, envelope, send_json
-from sandbox.requestlog import LogEntry
-from sandbox.truto_catalogue import (
+from sandbox.core.requestlog import LogEntry
+from sandbox.truto.catalogue import (
     DISCOVERY_NAMES,
     DISCOVERY_TOOLS,
     ToolSpec,
@@ -41,10 +40,11 @@ from sandbox.truto_catalogue import (
     search,
     select_tools,
 )
-from sandbox.truto_proxy import ToolFailure, TrutoProxy, text_result
+from sandbox.truto.gate import REDACTED_MCP_PATH, TrutoGate, envelope, send_json
+from sandbox.truto.proxy import ToolFailure, TrutoProxy, text_result
 
 if TYPE_CHECKING:
-    from sandbox.app import Sandbox
+    from sandbox.core import SandboxCore
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ _LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*
 class TrutoMCP:
     """A Truto-generated Vapi MCP server for one sandbox (one token = one integrated account)."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: SandboxCore) -> None:
         self.sandbox = sandbox
         config = sandbox.config
         self.catalogue: list[ToolSpec] = build_catalogue()

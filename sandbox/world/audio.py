@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sandbox.conversations import Turn
+from sandbox.world.conversations import Turn
 
 RATE = 8000
 BOT_HZ = 220.0

@@ -2,9 +2,9 @@
 
 ``draw`` decides, for many calls at once with one numpy generator, everything that analytics or the
 ground truth need without text: ended reason, conversation template and cut, injected failure,
-duration, structured-output values, success, and costs. ``sandbox.data`` keeps those arrays for the
+duration, structured-output values, success, and costs. ``sandbox.world.data`` keeps those arrays for the
 whole dataset (a few bytes per call); live calls (``POST /call``, campaigns) draw a batch of one.
-``CallSpec`` gathers one call's parameters; ``sandbox.calljson`` turns it into the Call JSON.
+``CallSpec`` gathers one call's parameters; ``sandbox.world.calljson`` turns it into the Call JSON.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sandbox.conversations import (
+from sandbox.world.conversations import (
     FAILURE_KINDS,
     JOB_TEMPLATES,
     MAX_TURNS,
@@ -23,7 +23,7 @@ from sandbox.conversations import (
     natural_seconds,
     speech_seconds,
 )
-from sandbox.entities import CSAT, EMPATHY, EMPATHY_MIN_CALL_SECONDS, GREETING, OUTPUT_KEYS, RESOLVED
+from sandbox.world.entities import CSAT, EMPATHY, EMPATHY_MIN_CALL_SECONDS, GREETING, OUTPUT_KEYS, RESOLVED
 
 STATUSES = ("ended", "in-progress", "queued", "ringing", "scheduled")
 # (endedReason, conversation ending); codes are positions in this tuple.
@@ -235,7 +235,7 @@ class CallSpec:
 
     @property
     def ending(self) -> str:
-        """How the conversation ends (see ``sandbox.conversations.ENDINGS``)."""
+        """How the conversation ends (see ``sandbox.world.conversations.ENDINGS``)."""
         return REASONS[self.reason][1]
 
     @property

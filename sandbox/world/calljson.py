@@ -15,8 +15,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sandbox.callgen import REASONS, CallSpec
-from sandbox.conversations import (
+from sandbox.world.callgen import REASONS, CallSpec
+from sandbox.world.conversations import (
     TEMPLATES,
     Conversation,
     customer_name,
@@ -24,8 +24,8 @@ from sandbox.conversations import (
     render,
     variables,
 )
-from sandbox.entities import BAD_GREETINGS, CSAT, EMPATHY, EMPATHY_MIN_CALL_SECONDS, GREETING, RESOLVED, score
-from sandbox.ids import ORG_ID, iso_ms
+from sandbox.world.entities import BAD_GREETINGS, CSAT, EMPATHY, EMPATHY_MIN_CALL_SECONDS, GREETING, RESOLVED, score
+from sandbox.world.ids import ORG_ID, iso_ms
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 OUTPUT_NAMES = {EMPATHY: "Empathy", RESOLVED: "Resolved", CSAT: "CSAT", GREETING: "Greeting Compliance"}

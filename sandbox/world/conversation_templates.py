@@ -2,7 +2,7 @@
 
 Each script is what follows the assistant's greeting: strictly alternating turns, the customer
 first (``U:``), the assistant second (``A:``), ending on the assistant's closing line. ``{name}``
-placeholders are filled per call by ``sandbox.conversations.fill``. ``fail`` is the index (into the
+placeholders are filled per call by ``sandbox.world.conversations.fill``. ``fail`` is the index (into the
 turns) of the assistant turn that a failure is injected into, and ``wrong`` is the wrong answer the
 assistant gives there in a "wrong_answer" failure. ``resolved`` is whether the script, played
 normally, solves the customer's problem; ``forwards`` marks routing scripts that end in a transfer.

@@ -1,9 +1,9 @@
 """Conversation scripts for the outbound renewal and front-desk routing jobs (format: see
-``sandbox.conversation_templates``)."""
+``sandbox.world.conversation_templates``)."""
 
 from __future__ import annotations
 
-from sandbox.conversation_templates import Script
+from sandbox.world.conversation_templates import Script
 
 RENEWAL: list[Script] = [
     ("renew-same", "Renewal at the same price", True, False, 3,

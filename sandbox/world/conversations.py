@@ -1,6 +1,6 @@
 """Conversation templates and their rendering into timed turns, with optional failure injection.
 
-A *template* (from ``sandbox.conversation_templates``) is a script of alternating customer and
+A *template* (from ``sandbox.world.conversation_templates``) is a script of alternating customer and
 assistant turns. ``render`` turns one template into a ``Conversation`` for one call: it fills the
 ``{variables}`` from a seeded ``random.Random``, prepends the assistant's greeting, cuts the script
 to the call's ending (a customer hang-up drops the closing line, a silence time-out or pipeline
@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sandbox.conversation_templates import BILLING, SUPPORT, TECHNICAL
-from sandbox.conversation_templates_outreach import RENEWAL, ROUTER
+from sandbox.world.conversation_templates import BILLING, SUPPORT, TECHNICAL
+from sandbox.world.conversation_templates_outreach import RENEWAL, ROUTER
 
 COMPANY = "Brightline"
 SCRIPTS = {"support": SUPPORT, "billing": BILLING, "renewal": RENEWAL, "router": ROUTER, "technical": TECHNICAL}
@@ -56,7 +56,7 @@ _VAR = re.compile(r"\{(\w+)\}")
 
 @dataclass(frozen=True)
 class Template:
-    """One conversation script for one assistant job (see ``sandbox.conversation_templates``)."""
+    """One conversation script for one assistant job (see ``sandbox.world.conversation_templates``)."""
 
     job: str
     key: str

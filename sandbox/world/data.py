@@ -9,7 +9,7 @@ Layout: calls are indexed in createdAt order (index 0 is the oldest) and created
 strictly increasing, so there are no ties. The newest few calls (within the last minutes before the
 anchor) are still live (``in-progress``, ``queued``, ``ringing``); every other call has ended, at
 least ten minutes before the anchor. Assistants, phone numbers, structured outputs and scorecards
-come from ``sandbox.entities``.
+come from ``sandbox.world.entities``.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from sandbox.callgen import JOBS, STATUSES, CallSpec, Draw, Persona, draw, spec_from_draw
-from sandbox.calljson import build_call, conversation, ms_of
-from sandbox.conversations import COMPANY, Conversation
-from sandbox.entities import ASSISTANTS, OUTPUT_KEYS, PROMPTS, VOICEMAIL, Catalog, build_catalog
-from sandbox.ids import stable_uuid
+from sandbox.world.callgen import JOBS, STATUSES, CallSpec, Draw, Persona, draw, spec_from_draw
+from sandbox.world.calljson import build_call, conversation, ms_of
+from sandbox.world.conversations import COMPANY, Conversation
+from sandbox.world.entities import ASSISTANTS, OUTPUT_KEYS, PROMPTS, VOICEMAIL, Catalog, build_catalog
+from sandbox.world.ids import stable_uuid
 
 DAY_MS = 86_400_000
 WINDOW_DAYS = 30

@@ -4,7 +4,7 @@ scorecards, a squad and tools, all for one fictional ISP ("Brightline").
 Everything is a plain JSON-ready dict in Vapi's camelCase shape, with ids from
 ``stable_uuid(seed, kind, key)`` and timestamps a few months before the dataset's anchor, so the same
 seed and anchor always give the same objects. ``Catalog`` also carries the per-assistant generation
-parameters (job, call share, failure rate, which structured outputs apply) that ``sandbox.data`` uses
+parameters (job, call share, failure rate, which structured outputs apply) that ``sandbox.world.data`` uses
 to generate calls, and ``score`` computes a scorecard result from structured-output values.
 """
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sandbox.conversations import COMPANY
-from sandbox.ids import ORG_ID, iso_ms, stable_uuid
+from sandbox.world.conversations import COMPANY
+from sandbox.world.ids import ORG_ID, iso_ms, stable_uuid
 
 EMPATHY, RESOLVED, CSAT, GREETING = "empathy", "resolved", "csat", "greeting"
 OUTPUT_KEYS = (EMPATHY, RESOLVED, CSAT, GREETING)

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sandbox.callgen import REASON_NAMES, STATUSES, CallSpec
+from sandbox.world.callgen import REASON_NAMES, STATUSES, CallSpec
 
 if TYPE_CHECKING:
-    from sandbox.data import Dataset
+    from sandbox.world.data import Dataset
 
 TYPES = ("inboundPhoneCall", "outboundPhoneCall", "webCall")
 COST_COLUMNS = ("transport", "stt", "llm", "tts", "vapi")

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from sandbox import audio
-from sandbox.callgen import REASONS, CallSpec
-from sandbox.calljson import conversation, iso_from_ms
-from sandbox.entities import CSAT, EMPATHY, GREETING, RESOLVED, score
-from sandbox.workspace import Workspace
+from sandbox.world import audio
+from sandbox.world.callgen import REASONS, CallSpec
+from sandbox.world.calljson import conversation, iso_from_ms
+from sandbox.world.entities import CSAT, EMPATHY, GREETING, RESOLVED, score
+from sandbox.world.workspace import Workspace
 
 METRIC_NAMES = {EMPATHY: "Empathy", RESOLVED: "Resolved", CSAT: "CSAT", GREETING: "Greeting Compliance"}
 RECORDED_KINDS = ("mono", "stereo", "customer", "assistant")

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from sandbox.callgen import JOBS as _JOBS
-from sandbox.callgen import REASONS, CallSpec, Persona, draw, spec_from_draw
-from sandbox.entities import OUTPUT_KEYS
+from sandbox.world.callgen import JOBS as _JOBS
+from sandbox.world.callgen import REASONS, CallSpec, Persona, draw, spec_from_draw
+from sandbox.world.entities import OUTPUT_KEYS
 
 DIAL_INTERVAL_S = 20.0
 QUEUED_MS = 1000  # a new call is "queued" for its first second, then "ringing" until answered

@@ -1,10 +1,10 @@
 """Generic CRUD over the workspace's configuration objects, and campaigns moving on the sandbox clock.
 
-``ObjectStore`` is a mixin of ``sandbox.workspace.Workspace`` (see its docstring for the interface):
+``ObjectStore`` is a mixin of ``sandbox.world.workspace.Workspace`` (see its docstring for the interface):
 ``list_objects`` / ``get_object`` / ``create_object`` / ``update_object`` / ``delete_object`` for
 every kind in ``KINDS``, ``page`` for the ``{results, metadata}`` lists, and ``advance`` which dials
-campaign contacts whose time has come (``sandbox.live.CampaignRun``). Cross-object rules live in
-``sandbox.rules``; a write that breaks one raises before anything is stored.
+campaign contacts whose time has come (``sandbox.world.live.CampaignRun``). Cross-object rules live in
+``sandbox.world.rules``; a write that breaks one raises before anything is stored.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sandbox import rules
-from sandbox.calljson import EPOCH, iso_from_ms, ms_of
-from sandbox.ids import ORG_ID, parse_iso, stable_uuid
-from sandbox.live import CampaignRun, LiveCall, live_call
-from sandbox.rules import LABELS, Conflict, NotFound, ValidationFailed
+from sandbox.world import rules
+from sandbox.world.calljson import EPOCH, iso_from_ms, ms_of
+from sandbox.world.ids import ORG_ID, parse_iso, stable_uuid
+from sandbox.world.live import CampaignRun, LiveCall, live_call
+from sandbox.world.rules import LABELS, Conflict, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
-    from sandbox.callgen import Persona
-    from sandbox.config import SandboxConfig
-    from sandbox.data import Dataset
+    from sandbox.world.callgen import Persona
+    from sandbox.world.config import SandboxConfig
+    from sandbox.world.data import Dataset
 
 KINDS = ("assistants", "squads", "phone_numbers", "campaigns", "scorecards", "structured_outputs", "tools", "chats")
 PAGINATED = ("campaigns", "scorecards", "structured_outputs", "chats")

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sandbox.callgen import Persona
-from sandbox.conversations import COMPANY
-from sandbox.entities import ASSISTANTS, GREETINGS, PROMPTS, VOICEMAIL, Catalog
+from sandbox.world.callgen import Persona
+from sandbox.world.conversations import COMPANY
+from sandbox.world.entities import ASSISTANTS, GREETINGS, PROMPTS, VOICEMAIL, Catalog
 
 _JOB_WORDS = (("bill", "billing"), ("renew", "renewal"), ("outreach", "renewal"), ("route", "router"),
               ("front", "router"), ("desk", "router"), ("tech", "technical"))

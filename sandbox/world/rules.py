@@ -1,6 +1,6 @@
 """Cross-object rules of the workspace: references that must resolve, and what blocks a delete.
 
-Body *shape* (types, unknown keys) is the REST layer's job (``sandbox.validation``). These checks
+Body *shape* (types, unknown keys) is the REST layer's job (``sandbox.rest.validation``). These checks
 need the workspace's state: an ``assistantId`` that names no assistant, a squad destination whose
 ``assistantName`` matches no member, a campaign that has both a phone number and a dial plan. Each
 ``check_<kind>`` returns the list of problems (empty = fine) without touching anything, so a write is
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sandbox.ids import parse_iso
+from sandbox.world.ids import parse_iso
 
 Store = Mapping[str, Mapping[str, dict[str, Any]]]  # kind -> id -> object
 LABELS = {"assistants": "Assistant", "squads": "Squad", "phone_numbers": "Phone Number", "campaigns": "Campaign",

@@ -17,11 +17,11 @@ Everything else, generically by ``kind`` in ``KINDS`` (``assistants``, ``squads`
     ``update_object`` (partial, top-level keys; campaigns: status only ``ended``/``cancelled``),
     ``delete_object`` (returns the deleted object; ``Conflict`` while in use).
     ``page(items, page, limit, sort_order)`` shapes the ``{results, metadata}`` answer of the kinds
-    Vapi paginates (``PAGINATED``). Generic CRUD and campaigns live in ``sandbox.objects``.
+    Vapi paginates (``PAGINATED``). Generic CRUD and campaigns live in ``sandbox.world.objects``.
 
-Generated calls (``sandbox.data``) are immutable columns plus an overlay (renamed, deleted); the
+Generated calls (``sandbox.world.data``) are immutable columns plus an overlay (renamed, deleted); the
 few generated live calls (newest, in-progress/queued/ringing) stay in that state. Calls created
-through the API or by campaigns are ``sandbox.live.LiveCall`` objects whose status follows the
+through the API or by campaigns are ``sandbox.world.live.LiveCall`` objects whose status follows the
 sandbox clock. Campaign progress is computed lazily from ``clock.now()`` on every read. Created
 objects get reproducible ids (seed + creation order) and ``clock.now()`` timestamps. A re-entrant
 lock serialises access (the REST app may be served from a thread).
@@ -39,18 +39,18 @@ from typing import Any
 
 import numpy as np
 
-from sandbox import audio
-from sandbox.callgen import CallSpec, Persona
-from sandbox.calljson import build_call, conversation, ms_of
-from sandbox.clock import SandboxClock
-from sandbox.config import SandboxConfig
-from sandbox.data import Dataset
-from sandbox.frames import CallColumns, build_columns
-from sandbox.ids import parse_iso
-from sandbox.live import CampaignRun, LiveCall, live_call
-from sandbox.objects import KINDS, PAGINATED, ObjectStore, bounds_ms, within
-from sandbox.personas import persona_of
-from sandbox.rules import LABELS, Conflict, NotFound, ValidationFailed
+from sandbox.world import audio
+from sandbox.world.callgen import CallSpec, Persona
+from sandbox.world.calljson import build_call, conversation, ms_of
+from sandbox.world.clock import SandboxClock
+from sandbox.world.config import SandboxConfig
+from sandbox.world.data import Dataset
+from sandbox.world.frames import CallColumns, build_columns
+from sandbox.world.ids import parse_iso
+from sandbox.world.live import CampaignRun, LiveCall, live_call
+from sandbox.world.objects import KINDS, PAGINATED, ObjectStore, bounds_ms, within
+from sandbox.world.personas import persona_of
+from sandbox.world.rules import LABELS, Conflict, NotFound, ValidationFailed
 
 __all__ = ["KINDS", "LABELS", "PAGINATED", "Conflict", "NotFound", "ValidationFailed", "Workspace"]
 

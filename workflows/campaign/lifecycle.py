@@ -17,8 +17,8 @@ from agent.errors import ConfigError
 from agent.policy import Access
 from agent.runtime import Runtime
 from agent.timeparse import iso_ms, parse_duration
-from workflows.leads import Leads, read_leads
-from workflows.phone import resolve_phone_number
+from workflows.campaign.leads import Leads, read_leads
+from workflows.campaign.phone import resolve_phone_number
 
 ESTIMATE_BASIS_CALLS = 50
 FINAL_STATUSES = ("ended", "cancelled", "archived")

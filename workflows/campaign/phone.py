@@ -53,7 +53,7 @@ def _choose(matches: list[dict[str, Any]], query: str, how: str) -> dict[str, An
 
 def resolve_phone_number(query: str, numbers: list[dict[str, Any]], *, region: str = "US") -> dict[str, Any]:
     """The one phone number ``query`` designates (see the module docstring)."""
-    from workflows.leads import normalise_number
+    from workflows.campaign.leads import normalise_number
 
     by_id = [n for n in numbers if n.get("id") == query]
     if by_id:

@@ -1,7 +1,7 @@
 """qa-grade: grade an assistant's latest ended calls on a metric, fetch recordings, explain failures.
 
 A pipeline, not a chat: code does the data work (find the assistant, page its calls, read the metric,
-download recordings), the model judges only the failing calls (``workflows.qa_analysis``), and its
+download recordings), the model judges only the failing calls (``workflows.qa.analysis``), and its
 findings are checked against the transcript before they are shown. Per-call results are checkpointed
 in the run store, so a re-run reuses finished calls unless ``fresh``.
 """
@@ -17,8 +17,8 @@ from agent.errors import ConfigError, ToolError
 from agent.media import download_recording
 from agent.runtime import Runtime
 from agent.timeparse import parse_duration
-from workflows.qa_analysis import analyse_call
-from workflows.qa_metric import Metric, resolve_metric
+from workflows.qa.analysis import analyse_call
+from workflows.qa.metric import Metric, resolve_metric
 from workflows.steps import ProgressBar, gather_limited
 
 RECORDING_CHOICES = ("failing", "all", "none")

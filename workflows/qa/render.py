@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflows.qa_grade import QAResult
+from workflows.qa.grade import QAResult
 
 
 def _value(value: float | None) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from workflows.report_tables import ALL_KEY, Tables
+from workflows.report.tables import ALL_KEY, Tables
 
 MAX_SERIES = 8  # more groups or reasons than this are folded into "other"
 PNG_METADATA = {"Software": None}

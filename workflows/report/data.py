@@ -12,7 +12,7 @@ those units removes the float noise of different summation orders.
 - ``calls_cubes``: pages ``GET /call`` over both periods once and folds each call into the cube as
   it arrives (``CubeBuilder``), so memory is one page plus the cube, never every call's JSON.
 
-Everything the tables need is derived from the cube (``workflows.report_tables``), so both sources
+Everything the tables need is derived from the cube (``workflows.report.tables``), so both sources
 give the same tables by construction wherever both can answer.
 """
 
@@ -27,8 +27,8 @@ import pandas as pd
 from agent.errors import ConfigError, MissingCapability, ToolError
 from agent.runtime import Runtime
 from agent.timeparse import iso_ms
-from workflows.report_params import GROUP_BY, SOURCES
-from workflows.report_window import Window
+from workflows.report.params import GROUP_BY, SOURCES
+from workflows.report.window import Window
 
 __all__ = ["GROUP_BY", "SOURCES", "CubeBuilder", "analytics_cubes", "calls_cubes", "choose_source", "group_labels"]
 

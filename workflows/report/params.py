@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.errors import ConfigError
-from workflows.report_window import parse_instant, parse_zone
+from workflows.report.window import parse_instant, parse_zone
 
 GROUP_BY = ("assistant", "endedReason", "squad")
 SOURCES = ("auto", "analytics", "calls")

@@ -5,8 +5,8 @@
 1. resolve the window (``--since``/``--from``/``--to`` in ``--tz``, relative to ``--as-of``) and the
    previous period of equal length;
 2. get both periods' cubes from Vapi's analytics tool when the server has it and the grouping
-   allows, else by paging the calls once (``workflows.report_data``);
-3. build the pandas tables (``workflows.report_tables``);
+   allows, else by paging the calls once (``workflows.report.pipeline.data``);
+3. build the pandas tables (``workflows.report.pipeline.tables``);
 4. write the requested formats into ``--out`` as ``report-YYYY-MM-DD.<ext>`` (the last local day the
    window covers), all rendered in memory first and then renamed into place together, so a
    deadline or an error never leaves a partial file. With ``--as-of`` every file is byte for byte
@@ -17,78 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from agent.errors import CircuitOpen, ConfigError, RateLimited, UpstreamError
 from agent.runtime import Runtime
-from agent.timeparse import iso_ms
-from workflows.report_data import analytics_cubes, calls_cubes, choose_source, group_labels
-from workflows.report_params import FORMATS, ReportParams, Thresholds, parse_formats
-from workflows.report_tables import Tables, build_tables
-from workflows.report_window import Window, parse_instant, parse_zone, resolve_window
+from workflows.report import render
+from workflows.report.data import analytics_cubes, calls_cubes, choose_source, group_labels
+from workflows.report.params import FORMATS, ReportParams, parse_formats
+from workflows.report.result import ReportResult, records
+from workflows.report.tables import build_tables
+from workflows.report.window import parse_instant, parse_zone, resolve_window
 
 __all__ = ["FORMATS", "ReportParams", "ReportResult", "parse_formats", "records", "run"]
-
-@dataclass
-class ReportResult:
-    """The tables and where they came from; ``files`` are the paths written."""
-
-    window: Window
-    previous: Window
-    as_of: datetime
-    group_by: str
-    source: str
-    tables: Tables
-    thresholds: Thresholds
-    files: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def report_date(self) -> str:
-        """``YYYY-MM-DD``: the last local day the window covers (names the files)."""
-        return self.window.days()[-1]
-
-    def to_dict(self, *, compact: bool = False, files: bool = True) -> dict[str, Any]:
-        """JSON-ready: the envelope's ``result`` (``compact``: summary only, for the chat tool).
-
-        The ``--format json`` file is this without ``files`` (so it does not depend on ``--out``).
-        """
-        data: dict[str, Any] = {
-            "as_of": iso_ms(self.as_of), "period": self.window.to_dict(), "previous_period": self.previous.to_dict(),
-            "group_by": self.group_by, "source": self.source,
-            "thresholds": {"worse_success_pp": self.thresholds.success_pp,
-                           "worse_cost_pct": self.thresholds.cost_pct, "min_calls": self.thresholds.min_calls},
-            "summary": records(self.tables.summary),
-            "worse": [r["group"] for r in records(self.tables.worse())],
-        }
-        if not compact:
-            data.update(daily=records(self.tables.daily), ended_reasons=records(self.tables.ended),
-                        success_evaluation=records(self.tables.success))
-        data["notes"] = list(self.notes)
-        if files:
-            data["files"] = list(self.files)
-        return data
-
-
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts with plain Python values (NaN -> None), in column order."""
-    out = []
-    for row in frame.to_dict("records"):
-        clean: dict[str, Any] = {}
-        for key, value in row.items():
-            if hasattr(value, "item"):
-                value = value.item()  # numpy scalar -> Python
-            if isinstance(value, float) and math.isnan(value):
-                value = None
-            clean[str(key)] = value
-        out.append(clean)
-    return out
-
 
 def _as_of(rt: Runtime, params: ReportParams) -> datetime:
     if params.as_of is not None:
@@ -130,11 +72,9 @@ async def run(rt: Runtime, params: ReportParams) -> ReportResult:
                           source=source, tables=tables, thresholds=params.thresholds(), notes=notes)
     formats = params.output_formats()
     if formats:
-        from workflows.report_render import render_files, write_all
-
         # rendering (charts) is CPU work: off the event loop, so a deadline can still cancel the run
-        contents = await asyncio.to_thread(render_files, result, formats)
-        result.files = [str(p) for p in write_all(Path(params.out or "."), contents)]
+        contents = await asyncio.to_thread(render.render_files, result, formats)
+        result.files = [str(p) for p in render.write_all(Path(params.out or "."), contents)]
     return result
 
 

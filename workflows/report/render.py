@@ -21,8 +21,8 @@ from typing import Any
 import pandas as pd
 
 from agent.timeparse import iso_ms
-from workflows.report import ReportResult, records
-from workflows.report_tables import ALL_KEY
+from workflows.report.result import ReportResult, records
+from workflows.report.tables import ALL_KEY
 
 GROUP_TITLE = {"assistant": "assistant", "endedReason": "ended reason", "squad": "squad"}
 
@@ -201,7 +201,7 @@ def _numeric(text: str) -> bool:
 
 def render_files(result: ReportResult, formats: tuple[str, ...]) -> dict[str, bytes]:
     """Every requested file's name and bytes, rendered in memory (nothing is written here)."""
-    from workflows.report_charts import chart_pngs, report_png
+    from workflows.report.charts import chart_pngs, report_png
 
     base = f"report-{result.report_date}"
     title = GROUP_TITLE[result.group_by]

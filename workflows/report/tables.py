@@ -20,9 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from workflows.report_data import BREAKDOWN, METRICS, NONE
-from workflows.report_params import Thresholds
-from workflows.report_window import Window
+from workflows.report.data import BREAKDOWN, METRICS, NONE
+from workflows.report.params import Thresholds
+from workflows.report.window import Window
 
 PASS = frozenset({"true", "pass", "passed", "success", "successful", "yes"})
 FAIL = frozenset({"false", "fail", "failed", "failure", "unsuccessful", "no"})

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from workflows.schedule import Entry, ScheduleStore, executable, next_fire
+from workflows.schedule.schedules import Entry, ScheduleStore, executable, next_fire
 
 MAX_NAP = 60.0  # seconds: sleep in short naps, so a jump of the wall clock is noticed soon
 

@@ -1,0 +1,116 @@
+"""Command bodies of `schedule add|list|remove|sync|run`."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from cli.runner import Body, CommandContext, Outcome
+
+
+def schedule_add_body(name: str, cron: str, argv: list[str], replace: bool, use_crontab: bool) -> Body:
+    """``schedule add --cron EXPR --name NAME [--replace] -- COMMAND...``."""
+
+    async def body(ctx: CommandContext) -> Outcome:
+        from workflows.schedule.schedules import next_fire
+
+        scheduler = _scheduler(use_crontab)
+        entry, mirrored = scheduler.add(name, cron, argv, replace=replace)
+        if use_crontab and not mirrored:
+            ctx.notice("note: the crontab program is not installed; the entry is saved: run "
+                       "`vapi-agent schedule run` in the foreground to fire it")
+        return Outcome(result={**entry.to_dict(), "in_crontab": mirrored,
+                               "next_run": next_fire(entry.cron, datetime.now().astimezone()).isoformat(),
+                               "log": str(scheduler.store.log_path(entry.name))})
+
+    return body
+
+
+def schedule_add_render(outcome: Outcome, ctx: CommandContext) -> None:
+    """One line."""
+    r = outcome.result
+    where = "and in your crontab" if r["in_crontab"] else "(not in a crontab)"
+    print(f"scheduled {r['name']} ({r['cron']}) {where}; next run {r['next_run']}; log {r['log']}")
+
+
+def schedule_list_body() -> Body:
+    """``schedule list``."""
+
+    async def body(ctx: CommandContext) -> Outcome:
+        return Outcome(result={"schedules": _scheduler(True).listing(datetime.now(tz=UTC))})
+
+    return body
+
+
+def schedule_list_render(outcome: Outcome, ctx: CommandContext) -> None:
+    """A table of entries."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="schedules")
+    for column in ("name", "cron", "command", "next run", "crontab"):
+        table.add_column(column)
+    for row in outcome.result["schedules"]:
+        crontab = {True: "yes", False: "MISSING", None: "-"}[row["in_crontab"]]
+        table.add_row(row["name"], row["cron"], row["command"], row["next_run"][:16], crontab)
+    Console().print(table)
+
+
+def schedule_remove_body(name: str, use_crontab: bool) -> Body:
+    """``schedule remove NAME``."""
+
+    async def body(ctx: CommandContext) -> Outcome:
+        mirrored = _scheduler(use_crontab).remove(name)
+        return Outcome(result={"removed": name, "crontab_updated": mirrored})
+
+    return body
+
+
+def schedule_sync_body() -> Body:
+    """``schedule sync``: rewrite our crontab lines from the schedule file."""
+
+    async def body(ctx: CommandContext) -> Outcome:
+        scheduler = _scheduler(True)
+        return Outcome(result={"entries": len(scheduler.store.load()), "crontab_updated": scheduler.sync()})
+
+    return body
+
+
+def schedule_run_body(grace: float) -> Body:
+    """``schedule run``: fire the entries in the foreground until Ctrl-C (or ``--deadline``)."""
+
+    async def body(ctx: CommandContext) -> Outcome:
+        from agent.errors import ConfigError
+        from agent.joblock import job_lock
+        from workflows.schedule.runner import Runner, launch_entry
+
+        scheduler = _scheduler(False)
+        entries = scheduler.store.load()
+        if not entries:
+            raise ConfigError("there is nothing scheduled", hint="add an entry with `vapi-agent schedule add`")
+        runner = Runner(entries, launch=lambda entry: launch_entry(entry, scheduler.store), grace=grace,
+                        notice=ctx.notice)
+        with job_lock("schedule-runner", label="schedule run"):
+            ctx.notice(f"running {len(entries)} schedule(s) in the foreground; Ctrl-C stops")
+            try:
+                await runner.run()
+            finally:
+                runner.reap()
+                if runner.running:
+                    ctx.notice(f"{len(runner.running)} job(s) still running; they finish on their own")
+        return Outcome(result={"fired": [f.to_dict() for f in runner.fired]})
+
+    return body
+
+
+def _scheduler(use_crontab: bool) -> Any:
+    from workflows.schedule.schedules import Crontab, Scheduler
+
+    return Scheduler(crontab=Crontab.from_env() if use_crontab else None)
+
+
+def print_line(outcome: Outcome, ctx: CommandContext) -> None:
+    """``key: value`` of a flat result."""
+    print(", ".join(f"{k}: {v}" for k, v in outcome.result.items()), file=sys.stdout)
+

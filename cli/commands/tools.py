@@ -1,0 +1,64 @@
+"""Command bodies of `tools list` and `tools call`."""
+
+from __future__ import annotations
+
+import json
+
+from agent.errors import ConfigError
+from cli.runner import Body, CommandContext, Outcome
+
+
+def tools_list_body() -> Body:
+    """``tools list``: the catalogue with each tool's access class."""
+
+    async def body(ctx: CommandContext) -> Outcome:
+        from agent.runtime import open_runtime
+
+        async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, store=None) as rt:
+            tools = [{"name": t.name, "server": t.server, "access": rt.hub.access(t.name).value,
+                      "description": t.description.split("\n")[0][:200]} for t in rt.hub.catalogue]
+        return Outcome(result={"tools": tools, "count": len(tools)})
+
+    return body
+
+
+def tools_list_render(outcome: Outcome, ctx: CommandContext) -> None:
+    """A table of tools."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{outcome.result['count']} tools")
+    for column in ("name", "access", "server", "description"):
+        table.add_column(column, overflow="fold")
+    for tool in outcome.result["tools"]:
+        table.add_row(tool["name"], tool["access"], tool["server"], tool["description"][:80])
+    Console().print(table)
+
+
+def tools_call_body(name: str, args_json: str) -> Body:
+    """``tools call NAME --args JSON``: one gated call; prints the decoded result."""
+
+    async def body(ctx: CommandContext) -> Outcome:
+        from agent.redact import redact_data
+        from agent.runtime import open_runtime
+
+        try:
+            args = json.loads(args_json)
+        except ValueError as exc:
+            raise ConfigError(f"--args is not valid JSON: {exc}") from None
+        if not isinstance(args, dict):
+            raise ConfigError("--args must be a JSON object")
+        async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, store=None) as rt:
+            output = await rt.hub.call(rt.hub.tool(name).name, args)
+        output.raise_for_error()
+        result = {"tool": name, "data": redact_data(output.data) if output.data is not None else None,
+                  "text": None if output.data is not None else redact_data(output.text),
+                  "media": [m.placeholder() for m in output.media]}
+        return Outcome(result=result)
+
+    return body
+
+
+def print_json_result(outcome: Outcome, ctx: CommandContext) -> None:
+    """Pretty JSON of the result on stdout."""
+    print(json.dumps(outcome.result, indent=2, ensure_ascii=False, default=str))
