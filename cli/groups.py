@@ -7,8 +7,12 @@
 
 from __future__ import annotations
 
-import typer
+from typing import TYPE_CHECKING
+
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:  # typer vendors click; its Context type is only reachable here
+    from typer._click import Context
 
 
 class DefaultSubcommandGroup(TyperGroup):
@@ -21,7 +25,7 @@ class DefaultSubcommandGroup(TyperGroup):
     default_command = "list"
     argument_command = "show"
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
         """Insert the implied subcommand name before click reads the arguments."""
         first = args[0] if args else None
         if first is None or (first.startswith("-") and first not in ctx.help_option_names):
