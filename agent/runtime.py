@@ -7,6 +7,7 @@ the model (or None), an HTTP client for media (no credentials), usage counters a
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -199,9 +200,11 @@ async def open_runtime(
 
         run_store = None
         if store == "default":
-            from agent.store import RunStore
+            from agent.store.writer import BackgroundStore
 
-            run_store = RunStore()
+            background = BackgroundStore()  # checkpoints and chat runs: written off the event loop
+            stack.push_async_callback(asyncio.to_thread, background.close)
+            run_store = background
         elif store is not None:
             run_store = store
         yield Runtime(

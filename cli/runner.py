@@ -106,7 +106,8 @@ def run_command(
     exit_code = 0
     from agent.store import runlog
 
-    run = runlog.start_run(workflow, sys.argv[1:]) if record else None
+    store = runlog.open_store() if record else None
+    run = store.start_run(workflow, sys.argv[1:]) if store is not None else None
     token = runlog.CURRENT_RUN.set(run)
     try:
         deadline = None if deadline_inside else settings.deadline
@@ -138,6 +139,8 @@ def run_command(
         data = envelope.to_dict()
         runlog.record("finish", data["status"], exit_code, data["result"], data["usage"], errors=data["errors"],
                       run=run)
+    if store is not None:
+        store.close()  # writes what is still queued (waiting out another process's lock), then closes
     if settings.json:
         print(envelope.dumps(), file=out, flush=True)
     return exit_code
