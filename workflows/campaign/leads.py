@@ -82,9 +82,9 @@ def _read_bounded(path: str | Path) -> bytes:
             info = os.fstat(handle.fileno())
             if stat.S_ISREG(info.st_mode) and info.st_size > MAX_FILE_BYTES:
                 raise _too_big(path)
-            head = handle.read(_SNIFF_BYTES)
+            head = handle.read(min(_SNIFF_BYTES, MAX_FILE_BYTES + 1))
             _encoding(head, path)
-            data = head + handle.read(MAX_FILE_BYTES + 1 - len(head))
+            data = head + handle.read(MAX_FILE_BYTES + 1 - len(head))  # one byte more than allowed: too big
     except OSError as exc:
         raise ConfigError(f"cannot read --leads {path}: {exc.strerror or exc}", hint="check the path") from None
     if len(data) > MAX_FILE_BYTES:
