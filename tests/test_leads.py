@@ -20,7 +20,9 @@ import pytest
 import cli
 from agent.errors import ConfigError
 from workflows.campaign import leads as leads_module
-from workflows.campaign.leads import MAX_FILE_BYTES, MAX_LINE_CHARS, read_leads
+from workflows.campaign.leads import read_leads
+
+MAX_FILE_BYTES, MAX_LINE_CHARS = 32 * 1024 * 1024, 128 * 1024  # the documented caps
 
 ANN, BO, CY = "+14155552671", "+16502530000", "+12025550173"
 
