@@ -211,6 +211,7 @@ class TrutoAdmin:
         self.log = log
         self.now = now
         self._servers: dict[str, MintedServer] = {}  # by token
+        self.history: list[MintedServer] = []  # every server ever minted (tests check how)
         self._lock = threading.Lock()
         self._catalogue = build_catalogue()
         self._known_methods = set(TRUTO_METHODS) | set(METHOD_GROUPS) | {s.method for s in self._catalogue}
@@ -278,6 +279,7 @@ class TrutoAdmin:
                                log_extra={"account": account.id, "mcp_server": server.id})
         with self._lock:
             self._servers[server.token] = server
+            self.history.append(server)
         return server
 
     def delete(self, account_id: str, server_id: str) -> MintedServer:
