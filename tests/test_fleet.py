@@ -58,20 +58,11 @@ def ground_truth_failing(sandbox: SandboxFleet, account_id: str, last: int) -> t
 
 
 def durable_text(database: Path) -> str:
-    """Everything the SQLite system database holds, with DBOS's base64 pickles decoded (latin-1 text)."""
-    import base64
-    import binascii
-    import re
+    """Everything the SQLite system database holds, with DBOS's base64 pickles decoded."""
+    from tests.pg_support import with_pickles_decoded
 
     with sqlite3.connect(database) as db:
-        dumped = "\n".join(db.iterdump())
-    decoded = []
-    for blob in re.findall(r"[A-Za-z0-9+/=]{16,}", dumped):
-        try:
-            decoded.append(base64.b64decode(blob + "=" * (-len(blob) % 4)).decode("latin-1"))
-        except (binascii.Error, ValueError):
-            continue
-    return dumped + "\n" + "\n".join(decoded)
+        return with_pickles_decoded("\n".join(db.iterdump()))
 
 
 def test_fleet_qa_grade_on_the_sandbox_fleet(tmp_path: Path) -> None:
