@@ -9,6 +9,7 @@ requests of two servers of one account never overlap); no sentinel secret in a `
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -112,7 +113,7 @@ def test_two_workers_one_killed_every_account_once(tmp_path: Path) -> None:
             per_account[account].append(span)
         for account, intervals in per_account.items():
             intervals.sort()
-            for before, after in zip(intervals, intervals[1:], strict=False):
+            for before, after in itertools.pairwise(intervals):
                 assert before[1] <= after[0], f"account {account} had two jobs at once"
         dumped = with_pickles_decoded(pg_dump(url))
         assert run_id in dumped
