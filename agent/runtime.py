@@ -276,8 +276,10 @@ async def open_runtime(
             run_store = background
         elif store is not None:
             run_store = store
+        vapi = VapiFacade(hub)
+        hub.lookup_interrupted = vapi.lookup_interrupted  # a create cut in flight is looked up before the run ends
         yield Runtime(
-            settings=settings, hub=hub, vapi=VapiFacade(hub), model=chat_model, media_http=media_http,
+            settings=settings, hub=hub, vapi=vapi, model=chat_model, media_http=media_http,
             usage=usage, store=run_store, sandbox=sandbox_obj, notice=say,
             price=price_for(chat_model.name) if chat_model is not None else None,
         )
