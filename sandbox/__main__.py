@@ -67,13 +67,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = options_from_namespace(ns)
     try:
         config = options.to_config()
+        fleet = options.to_fleet_config()
     except ValueError as exc:
         parser.error(str(exc))
     if ns.command == "stdio":
+        if fleet is not None:
+            parser.error("--accounts needs HTTP: use serve")
         return run_stdio(config)
     if ns.command == "ground-truth":
+        if fleet is not None:
+            parser.error("--accounts: the ground truth describes one workspace")
         return write_truth(ns, config)
-    return serve(config, options.host, options.port, access_log=not ns.no_access_log)
+    return serve(fleet or config, options.host, options.port, access_log=not ns.no_access_log)
 
 
 if __name__ == "__main__":
