@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
@@ -63,3 +64,18 @@ def _wait_ready(origin: str) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError("the sandbox did not answer in time")
+
+
+def request_log(origin: str, transport: str = "mcp") -> list[dict[str, Any]]:
+    """The sandbox's own record of every request it received on one transport (``GET /_sandbox/log``)."""
+    response = httpx2.get(f"{origin}/_sandbox/log", params={"transport": transport}, headers=auth(), timeout=60)
+    response.raise_for_status()
+    entries: list[dict[str, Any]] = response.json()
+    return entries
+
+
+def rest_get(origin: str, path: str, **params: Any) -> Any:
+    """One REST read (the REST path is not rate limited: only the MCP path is)."""
+    response = httpx2.get(f"{origin}{path}", params=params, headers=auth(), timeout=120)
+    response.raise_for_status()
+    return response.json()
