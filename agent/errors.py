@@ -159,3 +159,8 @@ def unreachable_cause(exc: BaseException) -> str | None:
             return f"TLS handshake failed ({getattr(node, 'reason', None) or node})"
         node = node.__cause__ or node.__context__
     return None
+
+
+def internal_error(exc: BaseException) -> AgentError:
+    """A bug of ours (not an upstream failure), reported as exit 1 with how to report it."""
+    return AgentError(f"internal error: {type(exc).__name__}: {exc}", hint="rerun with --debug and report it")

@@ -14,6 +14,7 @@ from typer.exceptions import TyperException
 from agent import __version__
 from agent.errors import AgentError
 from cli.argv import common_options_help, split_common_options
+from cli.groups import DefaultSubcommandGroup
 
 app = typer.Typer(
     name="vapi-agent",
@@ -31,7 +32,9 @@ tools_app = typer.Typer(help="The MCP tool catalogue.", no_args_is_help=True)
 calls_app = typer.Typer(help="Calls and their recordings.", no_args_is_help=True)
 campaign_app = typer.Typer(help="Outbound call campaigns.", no_args_is_help=True)
 squad_app = typer.Typer(help="Squads: several assistants sharing a call.", no_args_is_help=True)
-logs_app = typer.Typer(help="The run log (every run, its tool calls and usage).", invoke_without_command=True)
+logs_app = typer.Typer(
+    help="The run log (every run, its tool calls and usage). `logs` alone lists, `logs RUN_ID` shows one.",
+    cls=DefaultSubcommandGroup, no_args_is_help=False)
 schedule_app = typer.Typer(help="Run vapi-agent commands on a schedule (mirrored into your crontab).",
                            no_args_is_help=True)
 assistant_app = typer.Typer(help="Your Vapi assistants.", no_args_is_help=True)
@@ -215,13 +218,14 @@ def schedule_add(
     name: str = typer.Option(..., "--name", help="The schedule's name (letters, digits, . _ -)."),
     cron: str = typer.Option(..., "--cron", help='Cron expression, e.g. "0 8 * * 1" (Mondays 08:00).'),
     replace: bool = typer.Option(False, "--replace", help="Replace an entry of the same name."),
-    no_crontab: bool = typer.Option(False, "--no-crontab", help="Only the schedule file (for `schedule run`)."),
+    no_crontab: bool = typer.Option(False, "--no-crontab",
+                                    help="Keep this entry out of the crontab (only `schedule run` fires it)."),
     command: list[str] = typer.Argument(..., help='The vapi-agent command after "--", e.g. -- report --since 7d.'),
 ) -> None:
     """Schedule a command: saved in the schedule file and mirrored into your crontab."""
     from cli.commands import schedule
 
-    _run("schedule.add", schedule.schedule_add_body(name, cron, list(command), replace, not no_crontab),
+    _run("schedule.add", schedule.schedule_add_body(name, cron, list(command), replace, not no_crontab, app),
          schedule.schedule_add_render)
 
 
@@ -241,7 +245,7 @@ def schedule_remove(
     """Remove a schedule (and its crontab line)."""
     from cli.commands import schedule
 
-    _run("schedule.remove", schedule.schedule_remove_body(name, not no_crontab), schedule.print_line)
+    _run("schedule.remove", schedule.schedule_remove_body(name, not no_crontab), schedule.schedule_remove_render)
 
 
 @schedule_app.command("sync")
@@ -357,18 +361,20 @@ def doctor() -> None:
     _run("doctor", doctor.doctor_body(), doctor.doctor_render)
 
 
-@logs_app.callback()
-def logs(
-    ctx: typer.Context,
-    run_id: str | None = typer.Argument(None, help="Show one run (a unique prefix of its id)."),
-    limit: int = typer.Option(20, "--limit", help="How many recent runs to list."),
-) -> None:
-    """List recent runs, or show one."""
-    if ctx.invoked_subcommand is not None:
-        return
+@logs_app.command("list")
+def logs_list(limit: int = typer.Option(20, "--limit", help="How many recent runs to list.")) -> None:
+    """List recent runs (also `vapi-agent logs`)."""
     from cli.commands import logs
 
-    _run("logs", logs.logs_body(run_id, limit), logs.logs_render, record=False)
+    _run("logs", logs.logs_body(None, limit), logs.logs_render, record=False)
+
+
+@logs_app.command("show")
+def logs_show(run_id: str = typer.Argument(..., help="A unique prefix of the run id, or `last`.")) -> None:
+    """Show one run: command, outcome, tool calls, waits, conversation (also `vapi-agent logs RUN_ID`)."""
+    from cli.commands import logs
+
+    _run("logs", logs.logs_body(run_id, 0), logs.logs_render, record=False)
 
 
 @logs_app.command("prune")
