@@ -121,11 +121,11 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 
 
 def one_error_line(stderr: str) -> str:
-    """The only line of stderr, which must be an ``error:`` line."""
+    """The only line of stderr, which must be an ``error:`` line (``ask`` says ``stopped:``)."""
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: "), stderr
-    return lines[0]
+    assert lines[0].startswith(("error: ", "stopped: ")), stderr
+    return "error: " + lines[0].split(": ", 1)[1]
 
 
 @pytest.mark.usefixtures("restore_logging")
