@@ -467,15 +467,6 @@ class Connection:
                 if loss == "dropped" and is_write:
                     raise map_exception(exc, spec=self.spec, tool=tool, is_write=True) from None
 
-    async def reconnect(self) -> None:
-        """Replace the current session by a new one (the catalogue is kept)."""
-        session = self._session
-        if session is None:
-            await self.open()
-            return
-        session.gone = True
-        await self._renew(session)
-
     # ------------------------------------------------------------ requests
     async def _on_message(self, message: Any) -> None:
         """Server notifications: ``tools/list_changed`` marks the cached catalogue stale."""
