@@ -235,12 +235,16 @@ class TrutoGate:
     first characters of its session id in ``extra["session"]``).
     """
 
-    def __init__(self, app: ASGIApp, sandbox: SandboxCore, *, started_at: float) -> None:
+    def __init__(self, app: ASGIApp, sandbox: SandboxCore, *, started_at: float,
+                 limiter: FixedWindowLimiter | None = None, log_extra: dict[str, Any] | None = None) -> None:
         self.app = app
         self.sandbox = sandbox
         self.started_at = started_at
         rate = sandbox.config.rate_limit
-        self.limiter = FixedWindowLimiter(rate) if rate else None
+        # ``limiter``: a shared one (every MCP server minted for one Truto account counts against the
+        # account's limit); ``log_extra``: tags added to each log entry (the minted server's id).
+        self.limiter = limiter or (FixedWindowLimiter(rate) if rate else None)
+        self.log_extra = dict(log_extra or {})
         limit = sandbox.config.session_requests
         self.sessions = SessionTable(limit) if limit is not None else None
 
@@ -291,7 +295,7 @@ class TrutoGate:
                     rpc_method=info.method,
                     tool=info.tool,
                     arguments=info.arguments,
-                    extra={"session": session_id[:8]} if session_id else {},
+                    extra={**self.log_extra, **({"session": session_id[:8]} if session_id else {})},
                 )
             )
 
