@@ -18,9 +18,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from agent.config import Settings
+from agent.ratelimit.transport import RateLimitAwareTransport
 from agent.runtime import open_runtime
 from sandbox.app import Sandbox
 from sandbox.world.config import SandboxConfig
@@ -229,3 +231,57 @@ async def test_qa_grade_over_a_stdio_server_that_dies_once(tmp_path: Path) -> No
     assert marker.exists() and len({d["pid"] for d in done}) == 2
     keys = [(d["tool"], json.dumps(d["arguments"], sort_keys=True)) for d in done]
     assert len(keys) == len(set(keys))
+
+
+# ---------------------------------------------------------------- legacy SSE: a session the server forgot
+async def test_a_legacy_sse_session_the_server_forgot_is_opened_again() -> None:
+    """The HTTP+SSE transport keys its session by the ``session_id`` query parameter: a server that
+    forgets one (restarted, expired) answers 404 to its POSTs. The client opens a new event stream
+    and sends the refused request again; the tool ran once per call."""
+    import logging
+
+    from mcp.server import MCPServer
+    from starlette.types import Receive, Scope, Send
+
+    from agent.mcp.connection import Connection
+    from agent.mcp.servers import ServerSpec
+    from tests.openai_fake import serve_app
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    server = MCPServer("sse-forgetful", version="1.0")
+    root.handlers[:], root.level = handlers, level  # MCPServer configures root logging when nothing has
+    ran: list[str] = []
+
+    @server.tool()
+    def get_echo(text: str) -> str:
+        """Return the text unchanged."""
+        ran.append(text)
+        return text
+
+    app = server.sse_app()
+    forgotten: set[str] = set()
+    posts: list[str] = []
+
+    async def forgetful(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            session = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if "=" in p)
+            sid = session.get("session_id", "")
+            posts.append(sid)
+            if len(posts) == 5:  # initialize, initialized, tools/list, a call: then the server forgets
+                forgotten.add(sid)
+            if sid in forgotten:
+                await send({"type": "http.response.start", "status": 404, "headers": []})
+                await send({"type": "http.response.body", "body": b"Could not find session"})
+                return
+        await app(scope, receive, send)
+
+    with serve_app(forgetful) as origin:
+        spec = ServerSpec(name="forgetful", transport="sse", url=f"{origin}/sse")
+        async with Connection(spec, http_client_factory=lambda s: httpx2.AsyncClient(
+                transport=RateLimitAwareTransport(), headers=s.headers)) as conn:
+            await conn.list_tools()
+            answers = [(await conn.call("get_echo", {"text": t})).text for t in ("one", "two", "three")]
+            assert conn.generation == 2
+    assert answers == ["one", "two", "three"] and ran == ["one", "two", "three"]
+    assert len(set(posts)) == 2 and len(forgotten) == 1
