@@ -39,6 +39,7 @@ ENV_VARS: dict[str, str] = {
     "max_wait_per_run": "VAPI_AGENT_MAX_WAIT_PER_RUN",
     "concurrency": "VAPI_AGENT_CONCURRENCY",
     "deadline": "VAPI_AGENT_DEADLINE",
+    "max_message_bytes": "VAPI_AGENT_MAX_MESSAGE_BYTES",
     "truto_api_token": "TRUTO_API_TOKEN",
     "vapi_api_key": "VAPI_API_KEY",
     "openai_api_key": "OPENAI_API_KEY",
@@ -72,6 +73,7 @@ class Settings:
     max_wait_per_run: float = 900.0
     concurrency: int = 8
     deadline: float | None = None
+    max_message_bytes: int = 64 * 1024 * 1024  # = agent.mcp.limits.DEFAULT_MAX_MESSAGE_BYTES
     truto_api_token: str | None = None
     vapi_api_key: str | None = None
     openai_api_key: str | None = None
