@@ -10,14 +10,23 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from sandbox.serve import DEFAULT_HOST, DEFAULT_PORT, add_config_arguments, options_from_namespace, serve
 from sandbox.stdio import run_stdio
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr with exit 2, like every other vapi-agent error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``error: MESSAGE (see PROG --help)`` and exit 2 (argparse prints usage lines too)."""
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for both sub-commands."""
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description="Simulated Vapi workspace.")
+    parser = _OneLineParser(prog="python -m sandbox", description="Simulated Vapi workspace.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve REST + MCP over HTTP until Ctrl-C")
     serve_cmd.add_argument("--host", default=DEFAULT_HOST)
@@ -32,12 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 on bad options)."""
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad flag (already reported on one line)
+        return exc.code if isinstance(exc.code, int) else 2
     options = options_from_namespace(ns)
     try:
         config = options.to_config()
     except ValueError as exc:
-        parser.error(str(exc))
+        print(f"error: {exc} (see `{parser.prog} {ns.command} --help`)", file=sys.stderr, flush=True)
+        return 2
     if ns.command == "stdio":
         return run_stdio(config)
     return serve(config, options.host, options.port, access_log=not ns.no_access_log)
