@@ -55,6 +55,8 @@ ENV_VARS: dict[str, str] = {
     "concurrency": "VAPI_AGENT_CONCURRENCY",
     "deadline": "VAPI_AGENT_DEADLINE",
     "max_message_bytes": "VAPI_AGENT_MAX_MESSAGE_BYTES",
+    "truto_api": "VAPI_AGENT_TRUTO_API",
+    "queue_url": "VAPI_AGENT_QUEUE_URL",
     "truto_api_token": "TRUTO_API_TOKEN",
     "vapi_api_key": "VAPI_API_KEY",
     "openai_api_key": "OPENAI_API_KEY",
@@ -176,6 +178,8 @@ class Settings:
         = None
     max_message_bytes: Annotated[ByteSize, Field(ge=1024, le=1 << 40), BeforeValidator(_not_bool)] = ByteSize(
         DEFAULT_MAX_MESSAGE_BYTES)
+    truto_api: HttpUrl | None = None
+    queue_url: Name | None = None  # a database URL (postgresql://...); its password is a secret
     truto_api_token: Secret | None = None
     vapi_api_key: Secret | None = None
     openai_api_key: Secret | None = None
@@ -199,13 +203,28 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in SECRET_FIELDS and value:
                 value = MASK
-            elif f.name in ("mcp_url", "openai_base_url") and value:
+            elif f.name == "queue_url" and value:
+                value = _mask_password(value)
+            elif f.name in ("mcp_url", "openai_base_url", "truto_api") and value:
                 value = redact(value)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
 
 SETTING_NAMES = tuple(f.name for f in dataclasses.fields(Settings))
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _mask_password(url: str) -> str:
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
+    password = _password(url)
+    return url.replace(f":{password}@", f":{MASK}@", 1) if password else url
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -299,6 +318,8 @@ def load_settings(
     settings = _validated(values, sources)
     for secret_field in SECRET_FIELDS:
         register_secret(getattr(settings, secret_field))
+    if settings.queue_url:
+        register_secret(_password(settings.queue_url))
     return settings
 
 
@@ -327,6 +348,8 @@ def _explain(exc: ValidationError, values: Mapping[str, Any], sources: Mapping[s
         what = "key" if "config file" in source else "setting"
         return ConfigError(f"unknown {what} {name!r} in {source}", hint=hint + more)
     value = values.get(name)
+    if name == "queue_url" and isinstance(value, str):
+        value = _mask_password(value)
     shown = MASK if name in SECRET_FIELDS else redact(repr(value))
     if len(shown) > 80:
         shown = shown[:77] + "..."
