@@ -21,8 +21,9 @@ from typing import Any
 
 import httpx2
 
+from agent.ratelimit.policy import HTTP_TOO_LARGE as MESSAGE_TOO_LARGE
+
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-MESSAGE_TOO_LARGE = -32054  # ours, next to agent.ratelimit.policy's HTTP_* codes (-32051..-32053)
 _DROP_ON_REBUILD = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 _EVENT_ENDS = (b"\r\n\r\n", b"\n\n", b"\r\r")
 _NO_ID = object()
