@@ -118,15 +118,26 @@ async def test_qa_grade_with_every_recording_survives_sessions_ending_every_7_re
 def test_ask_parallel_tool_calls_survive_a_session_ending_mid_batch(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], endpoint: Endpoint,
         fake: ScriptedOpenAI, serve_sandbox: Any) -> None:
-    # initialize, notifications/initialized and tools/list take the session to 2 of 4 requests: the
-    # third call of the batch meets the 404 (at the latest), and the second batch starts on a new one.
-    sandbox = serve_sandbox(calls=50, latency=0.2, session_requests=4)
-    support = next(a["id"] for a in sandbox.workspace.list_objects("assistants") if a["name"] == "Support")
+    # Sessions end every 7 requests, as in the qa-grade test. notifications/initialized and tools/list
+    # count 2 of a session's 7 (initialize opens it): the first batch of 6 calls meets the first end,
+    # its last call is re-sent on the second session (which lists the tools again: 3 of 7), and the
+    # second batch of 6 meets the second end (4 calls on, 2 re-sent on a third session).
+    sandbox = serve_sandbox(calls=50, latency=0.2, session_requests=7)
+    assistants = [a["id"] for a in sandbox.workspace.list_objects("assistants")]
+    # Six kinds of read, each twice with other arguments (few routes: the SDK validation of what is
+    # served builds a model per route, which takes seconds).
     first = [ToolCall("list_all_vapi_phone_numbers", {"limit": 10}),
-             ToolCall("get_single_vapi_assistant_by_id", {"id": support}),
+             ToolCall("get_single_vapi_assistant_by_id", {"id": assistants[0]}),
              ToolCall("list_all_vapi_observability_scorecards", {}),
-             ToolCall("list_all_vapi_squads", {})]
-    second = [ToolCall("list_all_vapi_assistants", {"limit": 5}), ToolCall("list_all_vapi_tools", {})]
+             ToolCall("list_all_vapi_squads", {}),
+             ToolCall("list_all_vapi_assistants", {"limit": 5}),
+             ToolCall("list_all_vapi_tools", {})]
+    second = [ToolCall("list_all_vapi_phone_numbers", {"limit": 2}),
+              ToolCall("get_single_vapi_assistant_by_id", {"id": assistants[1]}),
+              ToolCall("list_all_vapi_observability_scorecards", {"limit": 3}),
+              ToolCall("list_all_vapi_squads", {"limit": 2}),
+              ToolCall("list_all_vapi_assistants", {"limit": 3}),
+              ToolCall("list_all_vapi_tools", {"limit": 4})]
     fake.add(Turn.calls(*first), Turn.calls(*second), Turn.text("Here is the overview."))
 
     run = make_runner(monkeypatch, capsys, endpoint, sandbox)("ask", "--json", "overview of everything")
