@@ -44,17 +44,16 @@ def schedule_list_body() -> Body:
 
 
 def schedule_list_render(outcome: Outcome, ctx: CommandContext) -> None:
-    """A table of entries."""
-    from rich.console import Console
-    from rich.table import Table
+    """A table of entries that fits the terminal (the command cut at a word when it must be)."""
+    from agent.display import TEXT, WHOLE, Column, console, fit_table
 
-    table = Table(title="schedules")
-    for column in ("name", "cron", "command", "next run", "crontab"):
-        table.add_column(column)
-    for row in outcome.result["schedules"]:
-        crontab = {True: "yes", False: "MISSING", None: "-"}[row["in_crontab"]]
-        table.add_row(row["name"], row["cron"], row["command"], row["next_run"][:16], crontab)
-    Console().print(table)
+    columns = (Column("name", WHOLE, keep=100), Column("cron", WHOLE, keep=90),
+               Column("command", TEXT, keep=70, min_width=20), Column("next run", WHOLE, keep=80),
+               Column("crontab", WHOLE, keep=60))
+    rows = [[row["name"], row["cron"], row["command"], row["next_run"][:16].replace("T", " "),
+             {True: "yes", False: "MISSING", None: "-"}[row["in_crontab"]]] for row in outcome.result["schedules"]]
+    out = console()
+    out.print(fit_table(columns, rows, out.width, title="schedules"))
 
 
 def schedule_remove_body(name: str, use_crontab: bool) -> Body:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.errors import ConfigError
+from agent.files import output_folder
 from workflows.report.window import parse_instant, parse_zone
 
 GROUP_BY = ("assistant", "endedReason", "squad")
@@ -63,6 +64,8 @@ class ReportParams:
         zone = parse_zone(self.tz)
         if self.as_of is not None:
             parse_instant(self.as_of, zone, option="--as-of")
+        if self.out is not None:
+            output_folder(self.out, option="--out")  # a folder we can write into, before any request
 
     def output_formats(self) -> tuple[str, ...]:
         """The formats to write: ``--format``, or every format when only ``--out`` is given."""
