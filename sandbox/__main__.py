@@ -15,9 +15,9 @@ from sandbox.serve import DEFAULT_HOST, DEFAULT_PORT, add_config_arguments, opti
 from sandbox.stdio import run_stdio
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser for both sub-commands."""
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description="Simulated Vapi workspace.")
+def build_parser(prog: str = "python -m sandbox") -> argparse.ArgumentParser:
+    """The argparse parser for both sub-commands (``prog``: how help and errors name the program)."""
+    parser = argparse.ArgumentParser(prog=prog, description="Simulated Vapi workspace.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve REST + MCP over HTTP until Ctrl-C")
     serve_cmd.add_argument("--host", default=DEFAULT_HOST)
@@ -29,9 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code (2 on bad options)."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m sandbox") -> int:
+    """Entry point; returns the process exit code (2 on bad options). ``vapi-agent sandbox`` passes its name."""
+    parser = build_parser(prog)
     ns = parser.parse_args(argv)
     options = options_from_namespace(ns)
     try:

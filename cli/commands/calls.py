@@ -45,7 +45,7 @@ def calls_list_render(outcome: Outcome, ctx: CommandContext) -> None:
     """A table of calls that fits the terminal (ids whole, or as prefixes `calls recording` accepts)."""
     out = console()
     rows = [[call["id"], call["status"], call["endedReason"], _utc_seconds(call["startedAt"]),
-             "" if call["cost"] is None else f"${call['cost']:.4f}"] for call in outcome.result["calls"]]
+             "" if call["cost"] is None else f"${call['cost']:,.4f}"] for call in outcome.result["calls"]]
     out.print(fit_table(CALL_COLUMNS, rows, out.width, title=f"calls of {outcome.result['assistant']['name']}"))
 
 

@@ -63,8 +63,6 @@ CALL_COLUMNS = (
 
 def render_terminal(result: QAResult, console: Any) -> None:
     """A table of the calls that fits the terminal, then the findings of failing calls."""
-    from rich.markup import escape
-
     rows, styles = [], []
     for call in result.calls:
         recording = Path(call["recording"]["path"]).name if call.get("recording") else "—"
@@ -86,7 +84,9 @@ def render_terminal(result: QAResult, console: Any) -> None:
         if call.get("recording"):
             rec = call["recording"]
             length = f", {rec['duration_seconds']:.0f} s" if rec.get("duration_seconds") else ""
-            console.print(f"  recording: {escape(rec['path'])} ({byte_size(rec['bytes'])}{length})", soft_wrap=True)
+            where, size = f"  recording: {rec['path']}", f"({byte_size(rec['bytes'])}{length})"
+            fits = len(where) + 1 + len(size) <= console.width
+            console.print(Text(f"{where} {size}" if fits else f"{where}\n    {size}"), soft_wrap=True)
         if not call["findings"] and skipped:
             console.print("  [dim]not analysed: no model configured[/dim]")
         for finding in call["findings"]:

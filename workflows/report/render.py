@@ -200,12 +200,30 @@ def _numeric(text: str) -> bool:
     return bool(_NUMERIC.match(text))
 
 
+def chart_period(result: ReportResult) -> Any:
+    """The charts' period: the span of local days, and which of its ends are partial days."""
+    from datetime import time
+
+    from workflows.report.charts import Period
+
+    window = result.window
+    days = window.days()
+    partial = set()
+    if window.start.astimezone(window.zone).time() != time(0):
+        partial.add(days[0])
+    if window.end.astimezone(window.zone).time() != time(0):
+        partial.add(days[-1])
+    span = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+    return Period(f"{span} ({window.tz})", frozenset(partial))
+
+
 def render_files(result: ReportResult, formats: tuple[str, ...]) -> dict[str, bytes]:
     """Every requested file's name and bytes, rendered in memory (nothing is written here)."""
     from workflows.report.charts import chart_pngs, report_png
 
     base = f"report-{result.report_date}"
     title = GROUP_TITLE[result.group_by]
+    period = chart_period(result)
     out: dict[str, bytes] = {}
     for fmt in formats:
         if fmt == "md":
@@ -215,9 +233,9 @@ def render_files(result: ReportResult, formats: tuple[str, ...]) -> dict[str, by
         elif fmt == "json":
             out[f"{base}.json"] = to_json(result).encode()
         elif fmt == "html":
-            out[f"{base}.html"] = to_html(result, chart_pngs(result.tables, title)).encode()
+            out[f"{base}.html"] = to_html(result, chart_pngs(result.tables, title, period)).encode()
         elif fmt == "png":
-            out[f"{base}.png"] = report_png(result.tables, title)
+            out[f"{base}.png"] = report_png(result.tables, title, period)
     return out
 
 
