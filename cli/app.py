@@ -92,6 +92,14 @@ def sandbox_ground_truth(ctx: typer.Context) -> None:
     raise typer.Exit(sandbox_main(["ground-truth", *ctx.args], prog="vapi-agent sandbox"))
 
 
+@sandbox_app.command("reset")
+def sandbox_reset() -> None:
+    """Forget every change made to the embedded sandbox (created objects, campaigns, chats); start over."""
+    from cli.commands import sandbox
+
+    _run("sandbox.reset", sandbox.sandbox_reset_body(), sandbox.sandbox_reset_render)
+
+
 def _run(workflow: str, body: Any, render: Any = None, *, lock: bool = False, deadline_inside: bool = False,
          record: bool = True) -> None:
     """Run one library coroutine through the command runner and exit with its code."""
@@ -223,13 +231,14 @@ def schedule_add(
     name: str = typer.Option(..., "--name", help="The schedule's name (letters, digits, . _ -)."),
     cron: str = typer.Option(..., "--cron", help='Cron expression, e.g. "0 8 * * 1" (Mondays 08:00).'),
     replace: bool = typer.Option(False, "--replace", help="Replace an entry of the same name."),
-    no_crontab: bool = typer.Option(False, "--no-crontab", help="Only the schedule file (for `schedule run`)."),
+    no_crontab: bool = typer.Option(False, "--no-crontab",
+                                    help="Keep this entry out of the crontab (only `schedule run` fires it)."),
     command: list[str] = typer.Argument(..., help='The vapi-agent command after "--", e.g. -- report --since 7d.'),
 ) -> None:
     """Schedule a command: saved in the schedule file and mirrored into your crontab."""
     from cli.commands import schedule
 
-    _run("schedule.add", schedule.schedule_add_body(name, cron, list(command), replace, not no_crontab),
+    _run("schedule.add", schedule.schedule_add_body(name, cron, list(command), replace, not no_crontab, app),
          schedule.schedule_add_render)
 
 
@@ -249,7 +258,7 @@ def schedule_remove(
     """Remove a schedule (and its crontab line)."""
     from cli.commands import schedule
 
-    _run("schedule.remove", schedule.schedule_remove_body(name, not no_crontab), schedule.print_line)
+    _run("schedule.remove", schedule.schedule_remove_body(name, not no_crontab), schedule.schedule_remove_render)
 
 
 @schedule_app.command("sync")

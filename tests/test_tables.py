@@ -156,7 +156,7 @@ def test_campaign_and_schedule_lists(width: int, at_width: Callable[..., str]) -
 
     command = "report --since 7d --tz Europe/Berlin --group-by endedReason --out /var/reports/weekly"
     schedules = [{"name": "weekly-cost", "cron": "0 8 * * 1", "command": command,
-                  "next_run": "2026-12-07T08:00:00+00:00", "in_crontab": True}]
+                  "next_run": "2026-12-07T08:00:00+00:00", "in_crontab": True, "local_only": False}]
     text = at_width(schedule_list_render, {"schedules": schedules}, width)
     check_readable(text, width, originals=[command])
     assert "weekly-cost" in text and "0 8 * * 1" in text and "2026-12-07 08:00" in text
