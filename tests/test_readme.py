@@ -92,6 +92,7 @@ def test_every_readme_command_runs_on_the_embedded_sandbox(tmp_path: Path) -> No
 
     work = tmp_path / "work"
     work.mkdir()
+    (work / ".venv").symlink_to(executable.parent.parent)  # the README's `.venv/bin/vapi-agent` lines
     script = ["set -euo pipefail", 'trap \'echo "README.md line $README_LINE failed (exit $?): $README_TEXT" >&2\' ERR']
     for line in run:
         script += [f"README_LINE={line.number}; README_TEXT={shlex.quote(line.text)}", line.text]
