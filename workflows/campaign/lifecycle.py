@@ -135,6 +135,9 @@ def load_leads(params: CampaignParams) -> Leads:
     """The leads file read and checked (``--strict``, at least one valid row): local, before any request."""
     if not params.name.strip():
         raise ConfigError("--name must not be empty")
+    parse_start(params.start, datetime.now(UTC))
+    if params.max_duration:
+        parse_duration(params.max_duration, option="--max-duration")
     leads = read_leads(params.leads, region=params.region)
     if params.strict and leads.rejected:
         lines = ", ".join(str(r["line"]) for r in leads.rejected)
@@ -194,8 +197,8 @@ async def create(rt: Runtime, params: CampaignParams, *, show_plan: Any = None,
 
 
 async def status(rt: Runtime, campaign_id: str) -> dict[str, Any]:
-    """A campaign with its counters."""
-    return await rt.vapi.get("campaigns.get", campaign_id)
+    """A campaign with its counters (``campaign_id``: the id or a unique prefix of it)."""
+    return await rt.vapi.resolve_id("campaign", campaign_id)
 
 
 async def cancel(rt: Runtime, campaign_id: str) -> dict[str, Any]:
@@ -204,6 +207,7 @@ async def cancel(rt: Runtime, campaign_id: str) -> dict[str, Any]:
     if binding is None:
         rt.vapi.require_workflow("campaign")
         raise ConfigError("the server cannot update campaigns")
+    campaign_id = str((await rt.vapi.resolve_id("campaign", campaign_id))["id"])
     output = await rt.hub.call(binding[1].name, {"id": campaign_id, "status": "cancelled"}, at_least=Access.DESTRUCTIVE)
     output.raise_for_error()
     return output.data if isinstance(output.data, dict) else {"id": campaign_id, "status": "cancelled"}
