@@ -203,7 +203,11 @@ async def open_runtime(
 
     reporter = WaitReporter(on_wait=on_wait, usage=usage)
     policy = RetryPolicy(RetryConfig.from_settings(settings), reporter=reporter)
-    governors = GovernorRegistry(max_concurrency=max(1, settings.concurrency), reporter=reporter)
+    from agent.ratelimit.shared import SharedWindows
+
+    # the windows are shared with every vapi-agent process on this machine (agent/ratelimit/shared.py)
+    governors = GovernorRegistry(max_concurrency=max(1, settings.concurrency), reporter=reporter,
+                                 shared=SharedWindows.default())
     breakers = BreakerRegistry()
     specs = resolve_servers(settings)
 
