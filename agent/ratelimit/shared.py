@@ -15,8 +15,8 @@ they stay within the limit:
 Times are wall-clock epoch seconds (processes share no monotonic clock). The key is the upstream's
 display name plus a hash of its internal key (``shared_key``): the token in a Truto URL never reaches the
 file. ``VAPI_AGENT_SHARED_RATE_LIMITS=0`` turns sharing off (each process on its own, as before; the
-benchmark's baseline). Any failure of the store (locked too long, unwritable) lets the request go: the in-process governor
-still paces it.
+benchmark's baseline). Any failure of the store (locked too long, unwritable) lets the request go: the
+in-process governor still paces it.
 """
 
 from __future__ import annotations
