@@ -90,10 +90,11 @@ def sandbox_serve(ctx: typer.Context) -> None:
 
 @sandbox_app.command("ground-truth", context_settings=PASSTHROUGH, add_help_option=False)
 def sandbox_ground_truth(ctx: typer.Context) -> None:
-    """Write the dataset's ground-truth file (metric values, failing calls, recording hashes)."""
+    """Write the embedded sandbox's ground-truth file (metric values, failing calls, recording hashes)."""
+    from agent.runtime import embedded_sandbox_dir
     from sandbox.__main__ import main as sandbox_main
 
-    raise typer.Exit(sandbox_main(["ground-truth", *ctx.args]))
+    raise typer.Exit(sandbox_main(["ground-truth", "--state-dir", str(embedded_sandbox_dir()), *ctx.args]))
 
 
 @sandbox_app.command("reset")
