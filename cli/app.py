@@ -149,12 +149,16 @@ def campaign_create(
     max_duration: str | None = typer.Option(None, "--max-duration", help="Stop dialling after this long (2h)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and create nothing."),
     strict: bool = typer.Option(False, "--strict", help="Refuse the run if any CSV row is invalid."),
+    allow_duplicate: bool = typer.Option(
+        False, "--allow-duplicate", help="Create it even if a campaign of this name was created in the last 24 h."
+    ),
 ) -> None:
     """Plan, confirm and create an outbound campaign (exactly once)."""
     from cli.commands import campaign
 
     params = dict(name=name, assistant=assistant, phone_number=phone_number, leads=leads, region=region,
-                  start=start, max_duration=max_duration, dry_run=dry_run, strict=strict)
+                  start=start, max_duration=max_duration, dry_run=dry_run, strict=strict,
+                  allow_duplicate=allow_duplicate)
     _run("campaign.create", campaign.campaign_create_body(params), campaign.campaign_create_render, lock=True)
 
 
