@@ -210,7 +210,7 @@ async def open_runtime(
 
     # the windows are shared with every vapi-agent process on this machine (agent/ratelimit/shared.py)
     governors = GovernorRegistry(max_concurrency=max(1, settings.concurrency), reporter=reporter,
-                                 shared=SharedWindows.default())
+                                 shared=SharedWindows.default(), private_origins=(IN_PROCESS_ORIGIN,))
     breakers = BreakerRegistry()
     specs = resolve_servers(settings)
 

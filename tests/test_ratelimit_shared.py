@@ -38,6 +38,18 @@ def test_store_reserves_up_to_the_limit_and_honours_a_429(tmp_path: Path) -> Non
     assert b"secret-token" not in (tmp_path / "rl.sqlite3").read_bytes()
 
 
+def test_store_is_created_by_the_first_request_and_not_for_an_in_process_sandbox(tmp_path: Path) -> None:
+    from agent.ratelimit.governor import GovernorRegistry
+
+    path = tmp_path / "state" / "rl.sqlite3"
+    store = SharedWindows(path)
+    registry = GovernorRegistry(shared=store, private_origins=("http://sandbox.localhost",))
+    assert registry.for_url("http://sandbox.localhost/mcp").shared is None  # each process has its own sandbox
+    served = registry.for_url("http://127.0.0.1:1/mcp")
+    assert served.shared is store and not path.exists()  # a run refused before any traffic leaves no file
+    assert store.reserve(served.shared_key, 1.0) is None and path.exists()
+
+
 def _clients(url: str, home: Path, count: int, calls: int, shared: bool = True) -> list[dict[str, Any]]:
     env = {**os.environ, "VAPI_AGENT_DATA_DIR": str(home), "VAPI_AGENT_SHARED_RATE_LIMITS": "1" if shared else "0"}
     root = str(Path(__file__).resolve().parent.parent)

@@ -384,7 +384,11 @@ class Governor:
 class GovernorRegistry:
     """One ``Governor`` per upstream key, created on first use with shared settings."""
 
-    def __init__(self, **governor_options: Any) -> None:
+    def __init__(self, *, shared: Any = None, private_origins: tuple[str, ...] = (), **governor_options: Any) -> None:
+        # ``shared``: the machine-wide window store, used for every upstream but those under
+        # ``private_origins`` (an in-process sandbox: each process has its own, sharing its name only)
+        self._shared = shared
+        self._private_origins = tuple(origin.rstrip("/") + "/" for origin in private_origins)
         self._options = governor_options
         self._governors: dict[str, Governor] = {}
 
@@ -393,7 +397,8 @@ class GovernorRegistry:
         key = upstream_key(url)
         governor = self._governors.get(key)
         if governor is None:
-            governor = self._governors[key] = Governor(key, **self._options)
+            shared = None if key.startswith(self._private_origins) else self._shared
+            governor = self._governors[key] = Governor(key, shared=shared, **self._options)
         return governor
 
     def governors(self) -> list[Governor]:

@@ -56,13 +56,25 @@ class SharedWindows:
 
     def __init__(self, path: Path | str, *, busy_timeout: float = 2.0) -> None:
         self.path = Path(path)
+        self._busy_timeout = busy_timeout
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-        with contextlib.suppress(OSError):
-            self.path.chmod(0o600)
-        self._db.execute("pragma journal_mode=wal")
-        self._db.execute("pragma synchronous=normal")
-        self._db.execute(_SCHEMA)
+        self._db: sqlite3.Connection | None = None  # opened by the first request: a run refused before any
+        # traffic leaves no file behind
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            from agent.paths import ensure_private_dir
+
+            ensure_private_dir(self.path.parent)
+            db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                 check_same_thread=False)
+            with contextlib.suppress(OSError):
+                self.path.chmod(0o600)
+            db.execute("pragma journal_mode=wal")
+            db.execute("pragma synchronous=normal")
+            db.execute(_SCHEMA)
+            self._db = db
+        return self._db
 
     @classmethod
     def default(cls) -> SharedWindows | None:
@@ -74,7 +86,7 @@ class SharedWindows:
         if os.environ.get("VAPI_AGENT_SHARED_RATE_LIMITS", "").strip() == "0":
             return None
         try:
-            path = state_dir() / "ratelimit.sqlite3"
+            path = state_dir(create=False) / "ratelimit.sqlite3"
             with _OPEN_LOCK:
                 store = _OPEN.get(str(path))
                 if store is None:
@@ -87,18 +99,21 @@ class SharedWindows:
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("begin immediate")
+            db = self._connection()
+            db.execute("begin immediate")
             try:
-                yield self._db
+                yield db
             except BaseException:
-                self._db.execute("rollback")
+                db.execute("rollback")
                 raise
-            self._db.execute("commit")
+            db.execute("commit")
 
     def reserve(self, key: str, now: float) -> float | None:
         """Take one request of ``key``'s window at ``now``: None to go, else the epoch time to look again."""
