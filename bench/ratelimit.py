@@ -2,7 +2,7 @@
 
 Run (never run by CI)::
 
-    .venv/bin/python -m bench.ratelimit [--json] [--quick] [--rounds 3] [--only single|overlap]
+    .venv/bin/python -m bench.ratelimit [--json] [--quick] [--rounds 3] [--only single|overlap|processes]
 
 Both scenarios use one sandbox served by ``python -m sandbox serve --rate-limit N/W`` in its own
 process (the server never competes with a client for the GIL); every POST on the MCP path counts
@@ -26,19 +26,26 @@ ours also caps waiting at 120 s per request, which the fixed backoffs never reac
 Minimal requests: the calls plus the two handshake POSTs (``tools/list`` is not needed to call a
 tool by name, so a client that lists tools pays for it).
 
-**overlap**: two processes of ours on one org, as a cron ``vapi-agent report --source calls``
-overlapping an interactive ``vapi-agent qa-grade`` (no model: failing calls are not analysed, their
-recordings are fetched), both started at once (``overlapping``), against the same two commands one
-after the other (``one after the other``). Minimal requests come from the dataset, read over REST
-(not rate limited): report: 2 handshake + the pages of the calls of both periods + 1 assistant list;
-qa-grade: 2 handshake + 1 assistant list + the pages up to the last graded call + 1 scorecard list +
-1 recording link per failing call.
+**overlap**: two processes of ours on one org, as a cron ``vapi-agent report --source calls`` overlapping
+an interactive ``vapi-agent qa-grade`` (no model: failing calls are not analysed, their recordings are
+fetched), both started at once sharing the org's window (the default: ``agent/ratelimit/shared.py``),
+both started at once with a governor each (``VAPI_AGENT_SHARED_RATE_LIMITS=0``), and the same two
+commands one after the other. Minimal requests come from the dataset, read over REST (not rate limited):
+report: 2 handshake + the pages of the calls of both periods + 1 assistant list; qa-grade: 2 handshake +
+1 assistant list + the pages up to the last graded call + 1 scorecard list + 1 recording link per failing
+call.
+
+**processes**: ``--processes`` (2) copies of ``tests/fixtures/ratelimit_client.py`` (our runtime reading
+one MCP server hard: one list, then a lookup per call, 4 at a time) started together on one org,
+``--process-calls`` calls in all: sharing the org's window against a governor each. Minimal requests:
+per process the handshake, the list and its lookups.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import os
 import subprocess
@@ -62,7 +69,9 @@ ATTEMPTS = 8  # per request, for every contender: ours is RetryConfig.max_attemp
 BACKOFF_BASE, BACKOFF_MAX = 0.5, 30.0  # the fixed backoffs: 0.5, 1, 2, ... s, at most 30 s a wait
 ANCHOR = "2026-03-02T12:00:00+00:00"
 SINGLE = ["naive", "header-aware", "openai-agents", "ours"]
-OVERLAP = ["overlapping", "one after the other"]
+OVERLAP = ["overlapping, one shared window", "overlapping, a governor each", "one after the other"]
+PROCESSES = ["shared window", "a governor each"]
+NOT_SHARED = {"VAPI_AGENT_SHARED_RATE_LIMITS": "0"}  # agent/ratelimit/shared.py: each process on its own
 
 
 @dataclass
@@ -302,7 +311,7 @@ class OverlapWork:
 def overlap_work(origin: str, quick: bool) -> OverlapWork:
     """The report and qa-grade command lines, and the minimal requests their data needs."""
     anchor = datetime.fromisoformat(ANCHOR).astimezone(UTC)
-    days, last = (2, 15) if quick else (10, 200)
+    days, last = (2, 15) if quick else (5, 100)
     end = anchor - timedelta(hours=1)
     start = end - timedelta(days=days)
     iso = "%Y-%m-%dT%H:%M:%SZ"
@@ -322,7 +331,7 @@ def _cli() -> list[str]:
 
 def overlap(args: argparse.Namespace, rounds: int) -> harness.Scenario:
     """A cron report and an interactive qa-grade, two processes on one org: at once, and one after the other."""
-    limit_text = "20/1" if args.quick else args.limit
+    limit_text = "5/1" if args.quick else args.limit
     limit, seconds = rate(limit_text)
     with served_sandbox("--rate-limit", limit_text, "--calls", "600" if args.quick else "4000",
                         "--anchor", ANCHOR) as (url, origin), tempfile.TemporaryDirectory(prefix="bench-rl-") as tmp:
@@ -340,27 +349,28 @@ def overlap(args: argparse.Namespace, rounds: int) -> harness.Scenario:
                      "requests_sent": "requests sent", "failed_commands": "failed commands"})
         scenario.notes += ["combined wall: from the first request of either process to the last answer of either "
                            "(the sandbox's log); processes_wall_s in the JSON adds the start-ups",
-                           "each process has its own governor unless the build shares one per org "
-                           "(see docs/architecture.md); this measures the build it runs on"]
+                           "one shared window: the default (agent/ratelimit/shared.py, one window per org for every "
+                           "process on the machine); a governor each: VAPI_AGENT_SHARED_RATE_LIMITS=0"]
         window = Window(origin, seconds)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VAPI_", "OPENAI_", "TRUTO_"))}
         env.update({"VAPI_AGENT_MCP_URL": url, "VAPI_AGENT_DATA_DIR": str(Path(tmp) / "data"),
                     "XDG_CONFIG_HOME": str(Path(tmp) / "config")})
 
-        def start(which: str, sample: int) -> subprocess.Popen[bytes]:
+        def start(which: str, sample: int, shared: bool = True) -> subprocess.Popen[bytes]:
             out = Path(tmp) / f"out-{sample}"
             argv = ([*work.report, "--out", str(out)] if which == "report"
                     else [*work.qa, "--recordings-dir", str(out / "rec"), "--fresh"])
-            return subprocess.Popen([*_cli(), *argv], env=env, cwd=tmp, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
+            return subprocess.Popen([*_cli(), *argv], env=env if shared else {**env, **NOT_SHARED}, cwd=tmp,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         samples = iter(range(1_000_000))
 
         def measure(name: str, _round: int) -> dict[str, float]:
             epoch = window.fresh()
             began = time.monotonic()
-            if name == "overlapping":
-                procs = [start("report", next(samples)), start("qa", next(samples))]
+            if name.startswith("overlapping"):
+                shared = name == OVERLAP[0]
+                procs = [start("report", next(samples), shared), start("qa", next(samples), shared)]
                 codes = [p.wait() for p in procs]
             else:
                 codes = [start("report", next(samples)).wait(), start("qa", next(samples)).wait()]
@@ -375,18 +385,65 @@ def overlap(args: argparse.Namespace, rounds: int) -> harness.Scenario:
         return scenario.run(rounds, measure)
 
 
+# ---------------------------------------------------------------- scenario 3: N processes, one org
+def processes(args: argparse.Namespace, rounds: int) -> harness.Scenario:
+    """``--processes`` copies of a hard-reading client of ours (tests/fixtures/ratelimit_client.py) on one org,
+    started together: sharing the org's window (the default) against a governor each."""
+    count = args.processes
+    each = (24 if args.quick else args.process_calls) // count
+    limit_text = "20/1" if args.quick else args.limit
+    limit, seconds = rate(limit_text)
+    client = harness.ROOT / "tests" / "fixtures" / "ratelimit_client.py"
+    with served_sandbox("--rate-limit", limit_text, "--calls", str(max(each + 50, 400)),
+                        "--anchor", ANCHOR) as (url, origin), tempfile.TemporaryDirectory(prefix="bench-rl-") as tmp:
+        # each process: handshake, one list of its calls, then one lookup per call
+        minimal = count * (HANDSHAKE + 1 + each)
+        ideal = ideal_seconds(minimal, limit, seconds)
+        scenario = harness.Scenario(
+            f"processes: {count} processes of ours reading one org at once",
+            workload={"processes": count, "calls_each": each, "concurrency_each": 4, "limit": limit_text},
+            ideal={"minimal_requests": minimal, "wall_s": ideal}, contenders=list(PROCESSES),
+            columns={"wall_over_ideal": "combined wall / ideal", "requests_429": "429s",
+                     "429_per_window_mean": "429s per window", "429_per_window_max": "max 429s in a window",
+                     "calls_lost": "calls lost", "requests_sent": "requests sent"})
+        scenario.notes.append("combined wall: first request of any process to the last answer of any (the "
+                              "sandbox's log); a governor each: VAPI_AGENT_SHARED_RATE_LIMITS=0")
+        window = Window(origin, seconds)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAPI_", "OPENAI_", "TRUTO_"))}
+        env.update({"VAPI_AGENT_DATA_DIR": str(Path(tmp) / "data"), "PYTHONPATH": str(harness.ROOT)})
+
+        def measure(name: str, _round: int) -> dict[str, float]:
+            epoch = window.fresh()
+            run_env = env if name == PROCESSES[0] else {**env, **NOT_SHARED}
+            procs = [subprocess.Popen([sys.executable, str(client), url, str(each), "4"], env=run_env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                     for _ in range(count)]
+            outs = [json.loads(proc.communicate()[0].strip().splitlines()[-1]) for proc in procs]
+            posts = window.posts_since(epoch)
+            span = max(e["t_end"] for e in posts) - min(e["t_start"] for e in posts)
+            return {**log_figures(posts, span, ideal, seconds), "calls_lost": sum(o["failed"] for o in outs)}
+
+        return scenario.run(rounds, measure)
+
+
+SCENARIOS = {"single": single, "overlap": overlap, "processes": processes}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the scenarios and print the figures (``--json``: one JSON document)."""
     parser = harness.parser(__doc__)
-    parser.add_argument("--calls", type=int, default=300, help="calls in the single scenario (default 300)")
+    parser.add_argument("--calls", type=int, default=100, help="calls in the single scenario (default 100)")
     parser.add_argument("--limit", default="10/2", help="sandbox MCP rate limit N/SECONDS (default 10/2)")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--only", choices=("single", "overlap"), action="append", help="run only this scenario")
+    parser.add_argument("--processes", type=int, default=2, help="processes in the processes scenario (default 2)")
+    parser.add_argument("--process-calls", type=int, default=80,
+                        help="calls of all processes together in the processes scenario (default 80)")
+    parser.add_argument("--only", choices=tuple(SCENARIOS), action="append", help="run only this scenario")
     args = parser.parse_args(argv)
     rounds = harness.check_rounds(args)
     result = harness.Result("ratelimit", args.quick, rounds)
-    for name in args.only or ("single", "overlap"):
-        result.scenarios.append(single(args, rounds) if name == "single" else overlap(args, rounds))
+    for name in args.only or tuple(SCENARIOS):
+        result.scenarios.append(SCENARIOS[name](args, rounds))
     return result.finish(args)
 
 

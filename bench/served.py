@@ -28,6 +28,25 @@ def auth() -> dict[str, str]:
 @contextmanager
 def served_sandbox(*options: str) -> Iterator[tuple[str, str]]:
     """Serve a sandbox with ``options`` (serve flags); yields (MCP URL, origin); stops it on exit."""
+    with _serve(options, "MCP (Truto-style") as url:
+        origin = url.split("/mcp/", 1)[0]
+        _wait_ready(f"{origin}/assistant", auth())
+        yield url, origin
+
+
+@contextmanager
+def served_fleet(accounts: int, token: str, *options: str) -> Iterator[str]:
+    """Serve a sandbox fleet of ``accounts`` (``serve --accounts``) with Truto API token ``token``; yields the
+    Truto admin API URL; stops it on exit."""
+    with _serve(("--accounts", str(accounts), "--api-token", token, *options), "Truto API (admin):") as url:
+        _wait_ready(f"{url}/integrated-account", {"Authorization": f"Bearer {token}"})
+        yield url
+
+
+@contextmanager
+def _serve(options: tuple[str, ...], marker: str) -> Iterator[str]:
+    """``python -m sandbox serve --port 0 OPTIONS`` in a child process; yields the URL its banner line
+    ``marker`` names."""
     cmd = [sys.executable, "-m", "sandbox", "serve", "--port", "0", "--no-access-log", *options]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -38,13 +57,11 @@ def served_sandbox(*options: str) -> Iterator[tuple[str, str]]:
             line = proc.stdout.readline()
             if not line:
                 raise RuntimeError("the sandbox exited before printing its URL")
-            if "MCP (Truto-style" in line:
-                url = line.split(": ", 1)[1].strip()
+            if marker in line:
+                url = next((word for word in line.split() if word.startswith("http")), "")
         if not url:
-            raise RuntimeError("the sandbox did not print its MCP URL in time")
-        origin = url.split("/mcp/", 1)[0]
-        _wait_ready(origin)
-        yield url, origin
+            raise RuntimeError("the sandbox did not print its URL in time")
+        yield url
     finally:
         proc.terminate()
         try:
@@ -54,11 +71,11 @@ def served_sandbox(*options: str) -> Iterator[tuple[str, str]]:
             proc.wait()
 
 
-def _wait_ready(origin: str) -> None:
+def _wait_ready(url: str, headers: dict[str, str]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx2.get(f"{origin}/assistant", headers=auth(), timeout=2).status_code == 200:
+            if httpx2.get(url, headers=headers, timeout=2).status_code == 200:
                 return
         except httpx2.TransportError:
             pass
