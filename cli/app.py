@@ -13,6 +13,8 @@ from typer.exceptions import TyperException
 
 from agent import __version__
 from agent.errors import AgentError
+from agent.redact import redact
+from agent.terminal import printable
 from cli.argv import common_options_help, split_common_options
 
 app = typer.Typer(
@@ -399,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         flags, rest = split_common_options(args)
     except AgentError as exc:
-        print(f"error: {exc.line()}", file=sys.stderr)
+        print(f"error: {printable(redact(exc.line()), one_line=True)}", file=sys.stderr)
         return exc.exit_code
     COMMON_FLAGS.clear()
     COMMON_FLAGS.update(flags)
@@ -412,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except AgentError as exc:
-        print(f"error: {exc.line()}", file=sys.stderr)
+        print(f"error: {printable(redact(exc.line()), one_line=True)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from agent.config import Settings
 from agent.errors import EXIT_INTERRUPTED, AgentError
 from agent.redact import install_logging_redaction, redact
+from agent.terminal import printable
 from agent.usage import Usage
 from cli.envelope import Envelope
 
@@ -42,8 +43,11 @@ class CommandContext:
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
 
     def notice(self, message: str) -> None:
-        """One line on stderr (never stdout: stdout belongs to the result or the envelope)."""
-        print(redact(message), file=self.stderr, flush=True)
+        """One line on stderr (never stdout: stdout belongs to the result or the envelope).
+
+        Redacted, and without terminal control codes: notices quote server text (names, errors).
+        """
+        print(printable(redact(message)), file=self.stderr, flush=True)
 
 
 # A command body: the async work of one command, given its context, returning its outcome.
@@ -51,10 +55,18 @@ Body = Callable[[CommandContext], Awaitable[Outcome]]
 
 
 class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is *now* (not the stream of the moment it was created)."""
+    """Writes to whatever ``sys.stderr`` is *now* (not the stream of the moment it was created).
+
+    Records are redacted by filters; the formatted line also loses terminal control codes (libraries
+    log server text: bodies, names, URLs).
+    """
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted record, redacted (tracebacks too) and printable."""
+        return printable(redact(super().format(record)))
 
     @property
     def stream(self) -> TextIO:
@@ -129,9 +141,10 @@ def run_command(
         envelope.status = "error"
         envelope.errors.append(error.to_dict())
         exit_code = error.exit_code
-        ctx.notice(f"error: {error.line()}")
-        if settings.debug:
-            traceback.print_exception(exc, file=ctx.stderr)
+        ctx.notice(f"error: {printable(error.line(), one_line=True)}")
+        if settings.debug:  # a traceback quotes messages and locals' reprs: redacted like every other line
+            text = "".join(traceback.format_exception(exc))
+            print(printable(redact(text)), end="", file=ctx.stderr, flush=True)
     finally:
         runlog.CURRENT_RUN.reset(token)
     if run is not None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.errors import ConfigError
+from agent.terminal import printable
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -33,8 +34,9 @@ def calls_list_body(assistant: str, since: str | None, limit: int) -> Body:
 
 def calls_list_render(outcome: Outcome, ctx: CommandContext) -> None:
     """A table of calls."""
-    from rich.console import Console
     from rich.table import Table
+
+    from cli.console import terminal_console
 
     table = Table(title=f"calls of {outcome.result['assistant']['name']}")
     for column in ("id", "status", "ended", "started", "cost"):
@@ -42,7 +44,7 @@ def calls_list_render(outcome: Outcome, ctx: CommandContext) -> None:
     for call in outcome.result["calls"]:
         table.add_row(call["id"], str(call["status"]), str(call["endedReason"] or ""), str(call["startedAt"] or ""),
                       "" if call["cost"] is None else f"${call['cost']:.4f}")
-    Console().print(table)
+    terminal_console().print(table)
 
 
 def calls_recording_body(call_id: str, kind: str, out: str | None) -> Body:
@@ -86,4 +88,4 @@ def recording_render(outcome: Outcome, ctx: CommandContext) -> None:
     """One line: where it went, size, duration, sha256."""
     r = outcome.result
     duration = f", {r['duration_seconds']:.1f} s" if r.get("duration_seconds") else ""
-    print(f"saved {r['path']} ({r['bytes']} bytes{duration}, sha256 {r['sha256'][:16]}…)")
+    print(printable(f"saved {r['path']} ({r['bytes']} bytes{duration}, sha256 {r['sha256'][:16]}…)"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.terminal import printable
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -58,7 +59,7 @@ def campaign_create_render(outcome: Outcome, ctx: CommandContext) -> None:
     if result.dry_run:
         print("dry run: nothing was created")
     else:
-        print(f"created campaign {result.campaign.get('id')} ({result.campaign.get('status')})")
+        print(printable(f"created campaign {result.campaign.get('id')} ({result.campaign.get('status')})"))
 
 
 def campaign_list_body() -> Body:
@@ -79,8 +80,9 @@ def campaign_list_body() -> Body:
 
 def campaign_list_render(outcome: Outcome, ctx: CommandContext) -> None:
     """A table of campaigns."""
-    from rich.console import Console
     from rich.table import Table
+
+    from cli.console import terminal_console
 
     table = Table(title="campaigns")
     for column in ("id", "name", "status", "ended", "customers", "created"):
@@ -88,7 +90,7 @@ def campaign_list_render(outcome: Outcome, ctx: CommandContext) -> None:
     for c in outcome.result["campaigns"]:
         table.add_row(str(c["id"]), str(c["name"]), str(c["status"]), str(c["callsCounterEnded"]),
                       str(c["customers"]), str(c["created_at"] or ""))
-    Console().print(table)
+    terminal_console().print(table)
 
 
 def campaign_status_body(campaign_id: str, watch: bool, interval: float) -> Body:
@@ -120,7 +122,8 @@ def campaign_status_render(outcome: Outcome, ctx: CommandContext) -> None:
     """Status and counters."""
     r = outcome.result
     c = r["counters"]
-    print(f"{r['name']} ({r['id']}): {r['status']}" + (f", {r['ended_reason']}" if r["ended_reason"] else ""))
+    print(printable(f"{r['name']} ({r['id']}): {r['status']}" + (f", {r['ended_reason']}" if r["ended_reason"] else ""),
+                    one_line=True))
     print(f"  scheduled {c['callsCounterScheduled']}, queued {c['callsCounterQueued']}, in progress "
           f"{c['callsCounterInProgress']}, ended {c['callsCounterEnded']} (voicemail "
           f"{c['callsCounterEndedVoicemail']}) of {c['customers']} customers")
@@ -142,4 +145,4 @@ def campaign_cancel_body(campaign_id: str) -> Body:
 
 def print_result_line(outcome: Outcome, ctx: CommandContext) -> None:
     """Generic: ``key: value`` of a flat result."""
-    print(", ".join(f"{k}: {v}" for k, v in outcome.result.items()))
+    print(printable(", ".join(f"{k}: {v}" for k, v in outcome.result.items())))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import AgentError, ConfigError
+from agent.redact import StreamRedactor
+from agent.terminal import printable
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -30,12 +32,11 @@ def chat_body(options: ChatOptions, *, model: Any = None, sandbox: Any = None) -
     """``vapi-agent chat``: the interactive REPL (``cli.repl``); needs a terminal and a model."""
 
     async def body(ctx: CommandContext) -> Outcome:
-        from rich.console import Console
-
         from agent.loop import Limits
         from agent.model import price_for, require_model
         from agent.runtime import open_runtime
         from cli.commands.ask import parse_price
+        from cli.console import terminal_console
         from cli.repl.session import Repl
         from cli.repl.view import InlineApproval, TurnView
         from workflows.chat_tools import workflow_tools
@@ -47,7 +48,7 @@ def chat_body(options: ChatOptions, *, model: Any = None, sandbox: Any = None) -
         if model is None:
             require_model(ctx.settings)
         price = parse_price(options.price)
-        view = TurnView(Console(highlight=False))
+        view = TurnView(terminal_console(highlight=False))
         approval = InlineApproval(view)
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=view.notice, model=model, sandbox=sandbox,
                                 prompt=approval) as rt:
@@ -88,12 +89,13 @@ def assistant_chat_body(options: AssistantChatOptions, *, sandbox: Any = None, o
         from agent.runtime import open_runtime
 
         show = not ctx.settings.json
+        stream = StreamRedactor()  # deltas are server text: redacted and printable, like every other line
 
         def printer(event: ChatEvent) -> None:
             if on_event is not None:
                 on_event(event)
             if show and event.type == DELTA:
-                print(event.data.get("delta", ""), end="", flush=True)
+                print(printable(stream.feed(str(event.data.get("delta", "")))), end="", flush=True)
 
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, sandbox=sandbox, store=None,
                                 prompt=None) as rt:
@@ -108,8 +110,8 @@ def assistant_chat_body(options: AssistantChatOptions, *, sandbox: Any = None, o
                     replies.append(await chat.send(message, printer))
                     sent.append(message)
                 finally:
-                    if show:
-                        print(flush=True)  # end the streamed line, also after a dropped stream
+                    if show:  # end the streamed line, also after a dropped stream
+                        print(printable(stream.flush()), flush=True)
 
             interactive = options.message is None and lines is None and sys.stdin.isatty() and show
             if options.message is not None:
@@ -158,6 +160,7 @@ async def _interactive(ctx: CommandContext, name: str, one: Callable[[str], Awai
     from prompt_toolkit import PromptSession
 
     session: PromptSession[str] = PromptSession()
+    name = printable(name, one_line=True)
     print(f"chatting with {name} (empty line, /exit or Ctrl-D to stop)", file=sys.stderr)
     while True:
         try:

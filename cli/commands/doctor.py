@@ -33,16 +33,19 @@ def doctor_body() -> Body:
 
 def doctor_render(outcome: Outcome, ctx: CommandContext) -> None:
     """Servers, then the capability matrix."""
-    from rich.console import Console
+    from rich.text import Text
 
-    console = Console()
+    from cli.console import terminal_console
+
+    console = terminal_console()
     for server in outcome.result["servers"]:
-        console.print(f"[green]✓[/green] {server['name']} ({server['kind']}, {server['transport']}) at "
-                      f"{server['endpoint']}: {server['tools']} tools, protocol {server['protocol']}")
+        console.print(Text.assemble(("✓", "green"), f" {server['name']} ({server['kind']}, {server['transport']}) at "
+                                    f"{server['endpoint']}: {server['tools']} tools, protocol {server['protocol']}"))
     for workflow, info in outcome.result["workflows"].items():
         if info["supported"]:
-            console.print(f"  [green]✓[/green] {workflow}")
+            console.print(Text.assemble("  ", ("✓", "green"), f" {workflow}"))
         else:
-            console.print(f"  [red]✗[/red] {workflow}: " + "; ".join(f"{k} ({v})" for k, v in info["missing"].items()))
+            missing = "; ".join(f"{k} ({v})" for k, v in info["missing"].items())
+            console.print(Text.assemble("  ", ("✗", "red"), f" {workflow}: {missing}"))
     model = outcome.result["model"]
     console.print(f"model: {model['name'] if model['configured'] else 'not configured (set OPENAI_API_KEY)'}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from agent.terminal import escape_c1_in_json
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -24,19 +25,19 @@ def logs_body(run_id: str | None, limit: int) -> Body:
 def logs_render(outcome: Outcome, ctx: CommandContext) -> None:
     """A table of runs, or one run as indented JSON."""
     if "run" in outcome.result:
-        print(json.dumps(outcome.result["run"], indent=2, ensure_ascii=False, default=str))
+        print(escape_c1_in_json(json.dumps(outcome.result["run"], indent=2, ensure_ascii=False, default=str)))
         return
-    from rich.console import Console
     from rich.table import Table
 
     from agent.store import RUNS_TABLE_COLUMNS
+    from cli.console import terminal_console
 
     table = Table(title="recent runs")
     for column in RUNS_TABLE_COLUMNS:
         table.add_column(column)
     for row in outcome.result["runs"]:
         table.add_row(*(str(row.get(c, "")) for c in RUNS_TABLE_COLUMNS))
-    Console().print(table)
+    terminal_console().print(table)
 
 
 def prune_body(older_than: str) -> Body:

@@ -30,10 +30,9 @@ def qa_grade_body(params: dict[str, Any]) -> Body:
 
 def qa_grade_render(outcome: Outcome, ctx: CommandContext) -> None:
     """The rich table and findings on the terminal."""
-    from rich.console import Console
-
+    from cli.console import terminal_console
     from workflows.qa.render import render_terminal
 
-    render_terminal(outcome.result, Console())
+    render_terminal(outcome.result, terminal_console())
     for error in outcome.errors:
         ctx.notice(f"note: {error['message']}")

@@ -33,12 +33,11 @@ def report_body(params: dict[str, Any], *, sandbox: Any = None) -> Body:
 
 def report_render(outcome: Outcome, ctx: CommandContext) -> None:
     """Rich tables on a terminal; off a terminal (cron logs) the same tables, wide enough to stay readable."""
-    from rich.console import Console
-
+    from cli.console import terminal_console
     from workflows.report.render import render_terminal
 
-    console = Console()
+    console = terminal_console()
     if not console.is_terminal:
-        console = Console(width=200)
+        console = terminal_console(width=200)
     render_terminal(outcome.result, console)
 

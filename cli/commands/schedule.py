@@ -6,6 +6,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.terminal import printable
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -31,7 +32,7 @@ def schedule_add_render(outcome: Outcome, ctx: CommandContext) -> None:
     """One line."""
     r = outcome.result
     where = "and in your crontab" if r["in_crontab"] else "(not in a crontab)"
-    print(f"scheduled {r['name']} ({r['cron']}) {where}; next run {r['next_run']}; log {r['log']}")
+    print(printable(f"scheduled {r['name']} ({r['cron']}) {where}; next run {r['next_run']}; log {r['log']}"))
 
 
 def schedule_list_body() -> Body:
@@ -45,8 +46,9 @@ def schedule_list_body() -> Body:
 
 def schedule_list_render(outcome: Outcome, ctx: CommandContext) -> None:
     """A table of entries."""
-    from rich.console import Console
     from rich.table import Table
+
+    from cli.console import terminal_console
 
     table = Table(title="schedules")
     for column in ("name", "cron", "command", "next run", "crontab"):
@@ -54,7 +56,7 @@ def schedule_list_render(outcome: Outcome, ctx: CommandContext) -> None:
     for row in outcome.result["schedules"]:
         crontab = {True: "yes", False: "MISSING", None: "-"}[row["in_crontab"]]
         table.add_row(row["name"], row["cron"], row["command"], row["next_run"][:16], crontab)
-    Console().print(table)
+    terminal_console().print(table)
 
 
 def schedule_remove_body(name: str, use_crontab: bool) -> Body:
@@ -112,5 +114,5 @@ def _scheduler(use_crontab: bool) -> Any:
 
 def print_line(outcome: Outcome, ctx: CommandContext) -> None:
     """``key: value`` of a flat result."""
-    print(", ".join(f"{k}: {v}" for k, v in outcome.result.items()), file=sys.stdout)
+    print(printable(", ".join(f"{k}: {v}" for k, v in outcome.result.items())), file=sys.stdout)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.terminal import printable
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -30,4 +31,4 @@ def squad_create_body(params: dict[str, Any]) -> Body:
 def squad_create_render(outcome: Outcome, ctx: CommandContext) -> None:
     """One line."""
     result = outcome.result
-    print("dry run: nothing was created" if result.dry_run else f"created squad {result.squad.get('id')}")
+    print("dry run: nothing was created" if result.dry_run else printable(f"created squad {result.squad.get('id')}"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from agent.errors import ConfigError
+from agent.terminal import escape_c1_in_json
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -24,15 +25,16 @@ def tools_list_body() -> Body:
 
 def tools_list_render(outcome: Outcome, ctx: CommandContext) -> None:
     """A table of tools."""
-    from rich.console import Console
     from rich.table import Table
+
+    from cli.console import terminal_console
 
     table = Table(title=f"{outcome.result['count']} tools")
     for column in ("name", "access", "server", "description"):
         table.add_column(column, overflow="fold")
     for tool in outcome.result["tools"]:
         table.add_row(tool["name"], tool["access"], tool["server"], tool["description"][:80])
-    Console().print(table)
+    terminal_console().print(table)
 
 
 def tools_call_body(name: str, args_json: str) -> Body:
@@ -61,4 +63,4 @@ def tools_call_body(name: str, args_json: str) -> Body:
 
 def print_json_result(outcome: Outcome, ctx: CommandContext) -> None:
     """Pretty JSON of the result on stdout."""
-    print(json.dumps(outcome.result, indent=2, ensure_ascii=False, default=str))
+    print(escape_c1_in_json(json.dumps(outcome.result, indent=2, ensure_ascii=False, default=str)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.terminal import printable
 from workflows.qa.grade import QAResult
 
 
@@ -45,12 +46,13 @@ def to_markdown(result: QAResult) -> str:
         lines += ["", f"> {error['code']}: {error['message']}"]
     for note in result.notes:
         lines += ["", f"> {note}"]
-    return "\n".join(lines) + "\n"
+    return printable("\n".join(lines) + "\n")  # server text (names, quotes) without terminal controls
 
 
 def render_terminal(result: QAResult, console: Any) -> None:
     """A rich table of the calls, then the findings of failing calls."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"{result.assistant['name']}: {result.metric['name']} (threshold {result.threshold:g})")
     for column in ("call", "started", "value", "failed", "recording"):
@@ -58,25 +60,25 @@ def render_terminal(result: QAResult, console: Any) -> None:
     for call in result.calls:
         recording = call["recording"]["path"] if call.get("recording") else "—"
         table.add_row(call["id"][:8], str(call.get("started_at") or "")[:19], _value(call["value"]),
-                      "[red]yes[/red]" if call["failed"] else "no", recording)
+                      Text("yes", style="red") if call["failed"] else "no", recording)
     console.print(table)
     skipped = any(e["code"] == "analysis_skipped" for e in result.errors)
     for call in result.failing:
-        console.print(f"\n[bold]{call['id']}[/bold] ({_value(call['value'])})")
+        console.print(Text.assemble("\n", (call["id"], "bold"), f" ({_value(call['value'])})"))
         if call.get("recording"):
             rec = call["recording"]
             length = f", {rec['duration_seconds']:.0f} s" if rec.get("duration_seconds") else ""
             console.print(f"  recording: {rec['path']} ({rec['bytes']:,} bytes{length})")
         if not call["findings"] and skipped:
-            console.print("  [dim]not analysed: no model configured[/dim]")
+            console.print("  not analysed: no model configured", style="dim")
         for finding in call["findings"]:
             console.print(f"  {finding['at_seconds']:.1f}s “{finding['quote']}”\n    {finding['problem']}\n"
                           f"    → {finding['recommendation']}")
         for note in call.get("notes") or []:
-            console.print(f"  [dim]{note}[/dim]")
+            console.print(f"  {note}", style="dim")
     if result.recommendations:
-        console.print("\n[bold]Recommendations[/bold]")
+        console.print("\nRecommendations", style="bold")
         for rec in result.recommendations:
             console.print(f"  • {rec['text']}")
     for note in result.notes:
-        console.print(f"[dim]{note}[/dim]")
+        console.print(note, style="dim")

@@ -251,8 +251,9 @@ def write_all(folder: Path, contents: dict[str, bytes]) -> list[Path]:
 def render_terminal(result: ReportResult, console: Any) -> None:
     """Rich tables: the summary with changes, the cost breakdown, the worse groups, the ended-reason mix."""
     from rich.table import Table
+    from rich.text import Text
 
-    console.print(f"[bold]{_title(result)}[/bold]")
+    console.print(_title(result), style="bold")
     for fact in _facts(result):
         console.print(f"  {fact}")
     for title, headers, rows in sections(result)[:2]:
@@ -261,7 +262,7 @@ def render_terminal(result: ReportResult, console: Any) -> None:
             table.add_column(header, justify="left" if i in (0, len(headers) - 1) and header in ("group", "flag")
                              else "right", no_wrap=i == 0)
         for row in rows:
-            styled = [f"[red]{c}[/red]" if c.startswith("WORSE") else c for c in row]
+            styled = [Text(c, style="red") if c.startswith("WORSE") else c for c in row]
             table.add_row(*styled, style="bold" if row[0] == "All" else None)
         console.print(table)
     mix = result.tables.ended
@@ -273,8 +274,8 @@ def render_terminal(result: ReportResult, console: Any) -> None:
         table.add_row(str(reason["ended_reason"]), f"{reason['calls']:,}", percent(reason["share"]))
     console.print(table)
     for line in _worse_lines(result):
-        console.print(("[red]worse:[/red] " if not result.tables.worse().empty else "") + line)
+        console.print(Text.assemble(("worse: ", "red") if not result.tables.worse().empty else "", line))
     for path in result.files:
         console.print(f"wrote {path}")
     for note in result.notes:
-        console.print(f"[dim]note: {note}[/dim]")
+        console.print(f"note: {note}", style="dim")
