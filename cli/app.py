@@ -16,6 +16,7 @@ from agent.errors import AgentError
 from agent.redact import redact
 from agent.terminal import printable
 from cli.argv import common_options_help, split_common_options
+from cli.groups import DefaultSubcommandGroup
 
 app = typer.Typer(
     name="vapi-agent",
@@ -33,7 +34,9 @@ tools_app = typer.Typer(help="The MCP tool catalogue.", no_args_is_help=True)
 calls_app = typer.Typer(help="Calls and their recordings.", no_args_is_help=True)
 campaign_app = typer.Typer(help="Outbound call campaigns.", no_args_is_help=True)
 squad_app = typer.Typer(help="Squads: several assistants sharing a call.", no_args_is_help=True)
-logs_app = typer.Typer(help="The run log (every run, its tool calls and usage).", invoke_without_command=True)
+logs_app = typer.Typer(
+    help="The run log (every run, its tool calls and usage). `logs` alone lists, `logs RUN_ID` shows one.",
+    cls=DefaultSubcommandGroup, no_args_is_help=False)
 schedule_app = typer.Typer(help="Run vapi-agent commands on a schedule (mirrored into your crontab).",
                            no_args_is_help=True)
 assistant_app = typer.Typer(help="Your Vapi assistants.", no_args_is_help=True)
@@ -359,18 +362,20 @@ def doctor() -> None:
     _run("doctor", doctor.doctor_body(), doctor.doctor_render)
 
 
-@logs_app.callback()
-def logs(
-    ctx: typer.Context,
-    run_id: str | None = typer.Argument(None, help="Show one run (a unique prefix of its id)."),
-    limit: int = typer.Option(20, "--limit", help="How many recent runs to list."),
-) -> None:
-    """List recent runs, or show one."""
-    if ctx.invoked_subcommand is not None:
-        return
+@logs_app.command("list")
+def logs_list(limit: int = typer.Option(20, "--limit", help="How many recent runs to list.")) -> None:
+    """List recent runs (also `vapi-agent logs`)."""
     from cli.commands import logs
 
-    _run("logs", logs.logs_body(run_id, limit), logs.logs_render, record=False)
+    _run("logs", logs.logs_body(None, limit), logs.logs_render, record=False)
+
+
+@logs_app.command("show")
+def logs_show(run_id: str = typer.Argument(..., help="A unique prefix of the run id, or `last`.")) -> None:
+    """Show one run: command, outcome, tool calls, waits, conversation (also `vapi-agent logs RUN_ID`)."""
+    from cli.commands import logs
+
+    _run("logs", logs.logs_body(run_id, 0), logs.logs_render, record=False)
 
 
 @logs_app.command("prune")
