@@ -105,6 +105,6 @@ def test_error_lines_logs_and_debug_tracebacks_are_printable_and_redacted(
     code = run_command("test", Settings(debug=True), body, record=False)
     err = capsys.readouterr().err
     assert code == 3
-    assert f"error: assistant Evil failed error: forged line" in err  # one line, no control codes
+    assert "error: assistant Evil failed error: forged line" in err  # one line, no control codes
     assert "server said Evil" in err and "Traceback" in err and "model error body" in err
     assert secret not in err and "\x1b" not in err and "\x07" not in err
