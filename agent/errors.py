@@ -134,3 +134,8 @@ class ModelError(UpstreamError):
     """The model endpoint failed or answered something unusable."""
 
     code = "model_error"
+
+
+def internal_error(exc: BaseException) -> AgentError:
+    """A bug of ours (not an upstream failure), reported as exit 1 with how to report it."""
+    return AgentError(f"internal error: {type(exc).__name__}: {exc}", hint="rerun with --debug and report it")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from agent.config import Settings
-from agent.errors import EXIT_INTERRUPTED, AgentError
+from agent.errors import EXIT_INTERRUPTED, AgentError, internal_error
 from agent.redact import install_logging_redaction, redact
 from agent.terminal import printable
 from agent.usage import Usage
@@ -188,4 +188,4 @@ def _as_agent_error(exc: BaseException) -> AgentError | None:
         return None
     if isinstance(exc, KeyboardInterrupt):
         return None
-    return AgentError(f"internal error: {type(exc).__name__}: {exc}", hint="rerun with --debug and report it")
+    return internal_error(exc)

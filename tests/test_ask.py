@@ -67,7 +67,7 @@ def test_one_tool_json_envelope(ask: AskRunner, fake: ScriptedOpenAI, sandbox: S
     assert envelope["result"] == {
         "answer": "Support handles inbound support.",
         "tool_calls": [{"name": "list_all_vapi_assistants", "arguments": {"limit": 10}, "ok": True,
-                        "approved_by": "read"}],
+                        "approved_by": "read", "outcome": "ok"}],
     }
     usage = envelope["usage"]
     assert usage["model_calls"] == 2 and usage["tool_calls"] == 1
@@ -238,7 +238,8 @@ def test_max_tool_calls_caps_a_parallel_batch(ask: AskRunner, fake: ScriptedOpen
     # The budget holds even inside one batch: the third call never reached the server ...
     assert [e.tool for e in tool_calls_logged(sandbox)] in (["list_all_vapi_assistants", "list_all_vapi_squads"],
                                                            ["list_all_vapi_squads", "list_all_vapi_assistants"])
-    assert [c["name"] for c in envelope["result"]["tool_calls"]] == ["list_all_vapi_assistants", "list_all_vapi_squads"]
+    assert [(c["name"], c["outcome"]) for c in envelope["result"]["tool_calls"]] == [
+        ("list_all_vapi_assistants", "ok"), ("list_all_vapi_squads", "ok"), ("list_all_vapi_phone_numbers", "not_run")]
     # ... and the model was told so (every call it made still gets an answer).
     last = fake.bodies()[-1]
     assert "tools" not in last

@@ -176,7 +176,7 @@ def test_allow_by_name_is_what_lets_it_through(ask: AskRunner, fake: ScriptedOpe
     run = ask("ask", "--json", "--allow", DELETE, PROMPT.format(call=planted.call_id))
     assert run.code == 0, run.stderr
     assert run.result["tool_calls"][-1] == {"name": DELETE, "arguments": {"id": planted.target_id}, "ok": True,
-                                            "approved_by": "allow"}
+                                            "approved_by": "allow", "outcome": "ok"}
     assert DELETE in writes_that_reached(planted.sandbox)
     assert not target_still_exists(planted)
 

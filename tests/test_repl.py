@@ -336,3 +336,33 @@ def test_typed_history_is_stored_redacted(tmp_path: Path) -> None:
     stored = path.read_text(encoding="utf-8")
     assert "X-Amz-Signature=***" in stored and "c0ffee1234567890" not in stored
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# ---------------------------------------------------------------- three parallel writes: one prompt at a time
+def test_parallel_writes_are_approved_one_prompt_at_a_time(sandbox: Sandbox, fake: tuple[ScriptedOpenAI, str]) -> None:
+    """Each prompt shows one call; the next appears only after it is answered, so an answer always
+    belongs to the call the person just read (the declined one is the one not created)."""
+    import re
+
+    scripted, base_url = fake
+    names = ["Parallel One", "Parallel Two", "Parallel Three"]
+    scripted.add(Turn.calls(*(ToolCall("create_a_vapi_assistant", {"name": n}) for n in names)),
+                 Turn.text("Two of three created."))
+    child = spawn_chat(sandbox, base_url)
+    child.sendline("create three assistants")
+    shown: list[str] = []
+    for answer in ("y", "n", "y"):
+        child.expect("WRITE create_a_vapi_assistant")
+        child.expect_exact("Run it? [y/N]")
+        (name,) = re.findall(r'"name": "(Parallel \w+)"', child.before)  # exactly one call per prompt
+        shown.append(name)
+        # No second prompt is drawn while this one waits for its answer.
+        assert child.expect(["WRITE create_a_vapi_assistant", pexpect.TIMEOUT], timeout=1.0) == 1
+        child.sendline(answer)
+    child.expect("Two of three created")
+    child.expect(PROMPT)
+    assert finish(child) == 0
+
+    assert sorted(shown) == sorted(names)
+    assert [created(sandbox, n) for n in shown] == [1, 0, 1]  # "n" declined exactly the call it was shown
+    assert len(tool_calls(sandbox, "create_a_vapi_assistant")) == 2

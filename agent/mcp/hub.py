@@ -1,16 +1,20 @@
 """Several MCP connections behind one catalogue, with the write gate applied at dispatch.
 
 Every tool call of the product (the chat loop, the facade, ``tools call``) goes through
-``Hub.call``, so read-only mode and approvals can never be bypassed.
+``Hub.call``, so read-only mode and approvals can never be bypassed. Approvals are asked one at a
+time (a lock around the gate for writes): parallel writes never show overlapping prompts, so an
+answer always belongs to the call the person just read.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.errors import AgentError, ConfigError, ToolError
+from agent.errors import AgentError, ApprovalRequired, ConfigError, ToolError
 from agent.mcp.catalogue import CatalogueTool, merge_catalogue
 from agent.mcp.connection import Connection
 from agent.mcp.decode import ToolOutput
@@ -21,7 +25,10 @@ from agent.usage import Usage
 
 @dataclass
 class CallRecord:
-    """One dispatched tool call, for the run log and the ``ask`` envelope (arguments redacted)."""
+    """One dispatched tool call, for the run log and the ``ask`` envelope (arguments redacted).
+
+    ``outcome`` is ok | error | refused | cancelled (a write cut while in flight is also ``cancelled``).
+    """
 
     name: str
     arguments: dict[str, Any]
@@ -29,6 +36,12 @@ class CallRecord:
     approved_by: str | None
     access: str
     error: str | None = None
+    outcome: str = "error"
+
+
+# Where the records of the calls made by the current task go (besides ``Hub.records``). The agent loop
+# sets a fresh list in each tool call's task, so parallel calls each see only their own records.
+CALL_SINK: ContextVar[list[CallRecord] | None] = ContextVar("vapi_agent_call_sink", default=None)
 
 
 @dataclass
@@ -42,6 +55,7 @@ class Hub:
     catalogue: list[CatalogueTool] = field(default_factory=list)
     records: list[CallRecord] = field(default_factory=list)
     on_call: Callable[[CallRecord], None] | None = None
+    _approval_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     async def load_catalogue(self, *, refresh: bool = False) -> list[CatalogueTool]:
         """List every page of every server once (before any fan-out: see the rate-limit notes)."""
@@ -97,22 +111,39 @@ class Hub:
         """Gate, then dispatch one tool call by public name; records it and counts usage."""
         tool = self.tool(name)
         args = dict(arguments or {})
-        record = CallRecord(name=name, arguments=redact_data(args), ok=False, approved_by=None,
-                            access=self.access(name, args).value)
+        access = self.access(name, args)
+        record = CallRecord(name=name, arguments=redact_data(args), ok=False, approved_by=None, access=access.value)
         try:
-            approval = await self.gate.check(name, args, at_least=at_least)
+            approval = await self._approve(name, args, access, at_least)
             record.approved_by = approval.approved_by
             self.usage.tool_calls += 1
             output = await self._connection(tool.server).call(
                 tool.mcp_name, args, is_write=approval.access is not Access.READ, timeout=timeout,
             )
             record.ok = output.ok
+            record.outcome = "ok" if output.ok else "error"
             record.error = output.error.line() if output.error else None
             return output
+        except ApprovalRequired as exc:
+            record.outcome, record.error = "refused", exc.line()
+            raise
+        except asyncio.CancelledError:
+            record.outcome, record.error = "cancelled", "cancelled before it finished"
+            raise
         except Exception as exc:
             record.error = exc.line() if isinstance(exc, AgentError) else str(exc)
             raise
         finally:
             self.records.append(record)
+            sink = CALL_SINK.get()
+            if sink is not None:
+                sink.append(record)
             if self.on_call is not None:
                 self.on_call(record)
+
+    async def _approve(self, name: str, args: dict[str, Any], access: Access, at_least: Access | None) -> Any:
+        """The gate's decision; for writes under the approval lock, so prompts never overlap."""
+        if access is Access.READ and at_least in (None, Access.READ):
+            return await self.gate.check(name, args, at_least=at_least)
+        async with self._approval_lock:
+            return await self.gate.check(name, args, at_least=at_least)

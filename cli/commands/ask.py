@@ -97,7 +97,7 @@ def ask_body(options: AskOptions, *, model: Any = None, sandbox: Any = None) -> 
             if result.stop_error is not None:
                 outcome.errors = [result.stop_error.to_dict()]
                 outcome.exit_code = result.stop_error.exit_code
-                outcome.status = "partial" if result.stopped_by != "approval" else "error"
+                outcome.status = "error" if result.stopped_by in ("approval", "error") else "partial"
             return outcome
 
     return body

@@ -185,7 +185,7 @@ class Repl:
         if result.stop_error is not None:
             self.view.error(f"stopped: {result.stop_error.line()}")
         if run_log is not None:
-            status = "ok" if result.stop_error is None else "partial"
+            status = "ok" if result.stop_error is None else "error" if result.stopped_by == "error" else "partial"
             run_log.finish(status, 0 if result.stop_error is None else result.stop_error.exit_code,
                            result.to_dict(), self.rt.usage.to_dict())
 

@@ -1,0 +1,96 @@
+"""Structured concurrency in the agent loop: a batch of parallel tool calls lives and dies with its run.
+
+The calls really go through the MCP client to a sandbox; an ASGI gate in front of the sandbox's MCP
+path holds some calls (they are in flight) and answers one with HTTP 401 (refused auth: not a tool
+error, so the run stops). What must hold: when ``run_agent`` returns, none of its tool-call tasks is
+still running, nothing is recorded after it, and every call is listed with its outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from agent.config import Settings
+from agent.errors import UpstreamError
+from agent.loop import run_agent
+from agent.model import ModelTurn
+from agent.model import ToolCall as ModelToolCall
+from agent.model.scripted import ScriptedModel
+from agent.runtime import open_runtime
+from tests.test_write_reconcile import _replay
+
+HELD = (b"list_all_vapi_squads", b"list_all_vapi_phone_numbers")
+REFUSED = b"get_single_vapi_assistant_by_id"
+
+
+class HoldAndRefuse:
+    """ASGI gate: MCP POSTs naming a ``HELD`` tool wait until ``release``; the ``REFUSED`` one is answered
+    HTTP 401 once both held calls are in flight (so the failure meets running siblings)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.release = asyncio.Event()
+        self.held = 0
+        self.both_held = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/mcp/"):
+            await self.app(scope, receive, send)
+            return
+        message = await receive()
+        body = message.get("body", b"")
+        if any(tool in body for tool in HELD):
+            self.held += 1
+            if self.held == len(HELD):
+                self.both_held.set()
+            await self.release.wait()
+        elif REFUSED in body:
+            await self.both_held.wait()
+            payload = json.dumps({"statusCode": 401, "error": "Unauthorized", "message": "token revoked"}).encode()
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": payload})
+            return
+        await self.app(scope, _replay(message, receive), send)
+
+
+def _dispatch_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if "AgentRun._dispatch" in getattr(t.get_coro(), "__qualname__", "")]
+
+
+async def test_a_non_tool_error_cancels_the_siblings_and_every_call_is_listed(make_sandbox: Any) -> None:
+    sandbox = make_sandbox(calls=30)
+    gate = HoldAndRefuse(sandbox.app)
+    sandbox.app = gate
+    calls = [ModelToolCall("c1", "list_all_vapi_squads", '{"limit": 1}'),
+             ModelToolCall("c2", "list_all_vapi_phone_numbers", '{"limit": 1}'),
+             ModelToolCall("c3", "get_single_vapi_assistant_by_id", '{"id": "a"}')]
+    model = ScriptedModel([ModelTurn(tool_calls=calls)])  # no second turn: the run must stop at the error
+    async with open_runtime(Settings(), sandbox=sandbox, model=model, prompt=None, store=None,
+                            notice=lambda _: None) as rt:
+        result = await run_agent(rt, "audit")
+        running = _dispatch_tasks()
+        recorded = len(rt.hub.records)
+        gate.release.set()  # the held answers now arrive: nobody may be left to receive them
+        await asyncio.sleep(0.3)
+
+        assert running == [], "a tool call of the run was still running after it returned"
+        assert len(rt.hub.records) == recorded, "a call was recorded after the run returned"
+        assert result.stopped_by == "error" and isinstance(result.stop_error, UpstreamError)
+        assert "HTTP 401" in result.stop_error.message
+        outcomes = {c["name"]: c["outcome"] for c in result.to_dict()["tool_calls"]}
+        assert outcomes == {"list_all_vapi_squads": "cancelled", "list_all_vapi_phone_numbers": "cancelled",
+                            "get_single_vapi_assistant_by_id": "error"}
+        cut = [c for c in result.tool_calls if c["outcome"] == "cancelled"]
+        assert all(c["cancelled"] == "another call of the batch failed" for c in cut)
+        assert sorted((r.name, r.outcome) for r in rt.hub.records) == [
+            ("get_single_vapi_assistant_by_id", "error"), ("list_all_vapi_phone_numbers", "cancelled"),
+            ("list_all_vapi_squads", "cancelled")]
+        # Every call the model made has an answer in the conversation (the next request would be valid).
+        answered = [m["tool_call_id"] for m in result.messages if m["role"] == "tool"]
+        assert answered == ["c1", "c2", "c3"]
+    model.assert_all_used()
