@@ -220,13 +220,14 @@ def schedule_add(
     name: str = typer.Option(..., "--name", help="The schedule's name (letters, digits, . _ -)."),
     cron: str = typer.Option(..., "--cron", help='Cron expression, e.g. "0 8 * * 1" (Mondays 08:00).'),
     replace: bool = typer.Option(False, "--replace", help="Replace an entry of the same name."),
-    no_crontab: bool = typer.Option(False, "--no-crontab", help="Only the schedule file (for `schedule run`)."),
+    no_crontab: bool = typer.Option(False, "--no-crontab",
+                                    help="Keep this entry out of the crontab (only `schedule run` fires it)."),
     command: list[str] = typer.Argument(..., help='The vapi-agent command after "--", e.g. -- report --since 7d.'),
 ) -> None:
     """Schedule a command: saved in the schedule file and mirrored into your crontab."""
     from cli.commands import schedule
 
-    _run("schedule.add", schedule.schedule_add_body(name, cron, list(command), replace, not no_crontab),
+    _run("schedule.add", schedule.schedule_add_body(name, cron, list(command), replace, not no_crontab, app),
          schedule.schedule_add_render)
 
 
@@ -246,7 +247,7 @@ def schedule_remove(
     """Remove a schedule (and its crontab line)."""
     from cli.commands import schedule
 
-    _run("schedule.remove", schedule.schedule_remove_body(name, not no_crontab), schedule.print_line)
+    _run("schedule.remove", schedule.schedule_remove_body(name, not no_crontab), schedule.schedule_remove_render)
 
 
 @schedule_app.command("sync")

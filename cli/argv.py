@@ -99,3 +99,52 @@ def common_options_help() -> str:
         names = ", ".join(opt.names) + (" VALUE" if opt.takes_value else "")
         lines.append(f"  {names:<26} {opt.help}")
     return "\n".join(lines)
+
+
+def check_command_line(root: Any, argv: list[str]) -> list[str]:
+    """Parse ``argv`` exactly as ``vapi-agent`` would, without running anything; returns the command path.
+
+    ``root`` is the CLI's typer app. The common options are lifted first, then typer's parser reads
+    every level of the command tree (options, arguments, choices, types). A line that would fail is a
+    ConfigError carrying the parser's own message; one that only prints help or the version too.
+    """
+    import contextlib
+    import io
+
+    import typer
+    import typer.main
+    from typer.core import TyperGroup
+    from typer.exceptions import TyperException
+
+    _, rest = split_common_options(list(argv))
+    command = typer.main.get_command(root)
+    path: list[str] = []
+    parent = None
+    shown = "vapi-agent"
+    try:
+        # the parser prints help (and --version) itself before exiting: keep that off the terminal
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            while True:
+                shown = " ".join(["vapi-agent", *path])
+                if isinstance(command, TyperGroup) and not rest and command.no_args_is_help:
+                    raise ConfigError(f"`{shown}` needs a command after it", hint=f"see `{shown} --help`")
+                ctx = command.make_context(path[-1] if path else "vapi-agent", rest, parent=parent)
+                if not isinstance(command, TyperGroup):
+                    return path
+                # a group keeps the subcommand's name apart from the arguments after it (as click does)
+                rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
+                if not rest:
+                    if command.invoke_without_command:
+                        return path
+                    ctx.fail("Missing command.")
+                name, sub, rest = command.resolve_command(ctx, rest)
+                if name is None or sub is None:
+                    ctx.fail("Missing command.")
+                path.append(name)
+                command, parent = sub, ctx
+    except typer.Exit:
+        raise ConfigError("the command only prints help or the version",
+                          hint="schedule the command itself, e.g. -- report --since 7d") from None
+    except TyperException as exc:
+        raise ConfigError(f"the command is not valid: {exc.format_message()}",
+                          hint=f"check it with `{shown} --help`") from None

@@ -45,8 +45,10 @@ def campaign_create_body(params: dict[str, Any]) -> Body:
         from agent.runtime import open_runtime
         from workflows.campaign import lifecycle as campaign
 
+        checked = campaign.CampaignParams(**params)
+        leads = campaign.load_leads(checked)  # a bad file is refused before any connection
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice) as rt:
-            result = await campaign.create(rt, campaign.CampaignParams(**params),
+            result = await campaign.create(rt, checked, leads=leads,
                                            show_plan=None if ctx.settings.json else _plan_printer(ctx))
         return Outcome(result=result)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,14 +11,25 @@ from agent.terminal import printable
 from cli.runner import Body, CommandContext, Outcome
 
 
-def schedule_add_body(name: str, cron: str, argv: list[str], replace: bool, use_crontab: bool) -> Body:
-    """``schedule add --cron EXPR --name NAME [--replace] -- COMMAND...``."""
+def schedule_add_body(name: str, cron: str, argv: list[str], replace: bool, use_crontab: bool, parser: Any) -> Body:
+    """``schedule add --cron EXPR --name NAME [--replace] [--no-crontab] -- COMMAND...``.
+
+    ``parser`` is the CLI's typer app: the command line is parsed with it before anything is saved.
+    """
 
     async def body(ctx: CommandContext) -> Outcome:
+        from agent.errors import ConfigError
+        from cli.argv import check_command_line
         from workflows.schedule.schedules import next_fire
 
-        scheduler = _scheduler(use_crontab)
-        entry, mirrored = scheduler.add(name, cron, argv, replace=replace)
+        def check(command: Sequence[str]) -> None:
+            path = check_command_line(parser, list(command))
+            if path[:1] == ["schedule"]:
+                raise ConfigError("a schedule cannot run the schedule command itself")
+
+        scheduler = _scheduler(True)
+        entry, mirrored = scheduler.add(name, cron, argv, replace=replace, local_only=not use_crontab,
+                                        check_command=check)
         if use_crontab and not mirrored:
             ctx.notice("note: the crontab program is not installed; the entry is saved: run "
                        "`vapi-agent schedule run` in the foreground to fire it")
@@ -31,7 +43,8 @@ def schedule_add_body(name: str, cron: str, argv: list[str], replace: bool, use_
 def schedule_add_render(outcome: Outcome, ctx: CommandContext) -> None:
     """One line."""
     r = outcome.result
-    where = "and in your crontab" if r["in_crontab"] else "(not in a crontab)"
+    where = "and in your crontab" if r["in_crontab"] else \
+        "(not in the crontab: --no-crontab)" if r["local_only"] else "(not in a crontab)"
     print(printable(f"scheduled {r['name']} ({r['cron']}) {where}; next run {r['next_run']}; log {r['log']}"))
 
 
@@ -51,11 +64,14 @@ def schedule_list_render(outcome: Outcome, ctx: CommandContext) -> None:
     from cli.console import terminal_console
 
     table = Table(title="schedules")
-    for column in ("name", "cron", "command", "next run", "crontab"):
+    for column in ("name", "cron", "command"):
         table.add_column(column)
+    table.add_column("next run", no_wrap=True)
+    table.add_column("crontab", no_wrap=True)
     for row in outcome.result["schedules"]:
-        crontab = {True: "yes", False: "MISSING", None: "-"}[row["in_crontab"]]
-        table.add_row(row["name"], row["cron"], row["command"], row["next_run"][:16], crontab)
+        crontab = "local only" if row["local_only"] else {True: "yes", False: "MISSING", None: "-"}[row["in_crontab"]]
+        next_run = row["next_run"][:16] if row["next_run"] else "never"
+        table.add_row(row["name"], row["cron"], row["command"], next_run, crontab)
     terminal_console().print(table)
 
 
@@ -63,10 +79,21 @@ def schedule_remove_body(name: str, use_crontab: bool) -> Body:
     """``schedule remove NAME``."""
 
     async def body(ctx: CommandContext) -> Outcome:
-        mirrored = _scheduler(use_crontab).remove(name)
-        return Outcome(result={"removed": name, "crontab_updated": mirrored})
+        scheduler = _scheduler(use_crontab)
+        changed = scheduler.remove(name)
+        log = scheduler.store.log_path(name)
+        return Outcome(result={"removed": name, "crontab_updated": changed,
+                               "log": str(log) if log.exists() else None})
 
     return body
+
+
+def schedule_remove_render(outcome: Outcome, ctx: CommandContext) -> None:
+    """One line: what was removed, whether the crontab changed, where the log stays."""
+    r = outcome.result
+    crontab = "crontab updated" if r["crontab_updated"] else "crontab unchanged"
+    kept = f"; its log is kept at {r['log']} (delete it when no longer needed)" if r["log"] else ""
+    print(f"removed {r['removed']} ({crontab}){kept}")
 
 
 def schedule_sync_body() -> Body:

@@ -116,8 +116,8 @@ async def estimate_cost(rt: Runtime, assistant_id: str, leads: int) -> dict[str,
     return {"per_call_usd": round(per_call, 4), "total_usd": round(per_call * leads, 2), "basis_calls": len(costs)}
 
 
-async def plan_campaign(rt: Runtime, params: CampaignParams) -> CampaignPlan:
-    """Resolve and validate everything; nothing is written."""
+def load_leads(params: CampaignParams) -> Leads:
+    """The leads file read and checked (``--strict``, at least one valid row): local, before any request."""
     if not params.name.strip():
         raise ConfigError("--name must not be empty")
     leads = read_leads(params.leads, region=params.region)
@@ -128,6 +128,13 @@ async def plan_campaign(rt: Runtime, params: CampaignParams) -> CampaignPlan:
     if not leads.customers:
         raise ConfigError(f"{params.leads} has no valid row", hint="each row needs a valid phone number",
                           rejected=leads.rejected)
+    return leads
+
+
+async def plan_campaign(rt: Runtime, params: CampaignParams, leads: Leads | None = None) -> CampaignPlan:
+    """Resolve and validate everything (``leads``: already loaded by ``load_leads``); nothing is written."""
+    if leads is None:
+        leads = load_leads(params)
     rt.vapi.require_workflow("campaign")
     assistant = await rt.vapi.resolve_assistant(params.assistant)
     number = resolve_phone_number(params.phone_number, await rt.vapi.list_phone_numbers(), region=params.region)
@@ -144,9 +151,10 @@ async def plan_campaign(rt: Runtime, params: CampaignParams) -> CampaignPlan:
     return plan
 
 
-async def create(rt: Runtime, params: CampaignParams, *, show_plan: Any = None) -> CampaignResult:
+async def create(rt: Runtime, params: CampaignParams, *, show_plan: Any = None,
+                 leads: Leads | None = None) -> CampaignResult:
     """``campaign create``: plan, show, then create once through the gate (unless ``dry_run``)."""
-    plan = await plan_campaign(rt, params)
+    plan = await plan_campaign(rt, params, leads)
     if show_plan is not None:
         show_plan(plan)
     if params.dry_run:

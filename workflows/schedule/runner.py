@@ -5,20 +5,27 @@ in its own process (a long job never delays another entry). Missed runs are skip
 up: when the runner wakes more than ``grace`` seconds after an entry's time (the machine slept, the
 clock jumped), that time is reported as missed and the entry waits for its next one. Clock, sleep
 and process launch are injectable, so tests fire jobs at a chosen time without waiting for it.
+
+A finished job is reported when it finishes: each started process has a watcher (a daemon thread
+blocked in ``wait()``, so a job still running never holds the runner's exit) that wakes the
+runner from its nap. An entry whose expression never fires (30 February, saved by an older
+version) is reported once and left out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from workflows.schedule.schedules import Entry, ScheduleStore, executable, next_fire
+from workflows.schedule.schedules import Entry, ScheduleStore, executable, next_fire, upcoming
 
 MAX_NAP = 60.0  # seconds: sleep in short naps, so a jump of the wall clock is noticed soon
 
@@ -63,6 +70,7 @@ class Runner:
     notice: Callable[[str], None] = lambda message: None
     fired: list[Fired] = field(default_factory=list)
     _running: list[tuple[Fired, Any]] = field(default_factory=list)
+    _woken: asyncio.Event = field(default_factory=asyncio.Event)  # set when a started job exits
 
     def _at(self, epoch: float) -> datetime:
         moment = datetime.fromtimestamp(epoch).astimezone() if self.zone is None else \
@@ -91,6 +99,30 @@ class Runner:
                 self.notice(f"{record.name}: finished with exit code {code}")
         self._running = still
 
+    def _watch(self, process: Any) -> None:
+        """Wake the runner when ``process`` exits (processes without ``wait`` are only polled)."""
+        wait = getattr(process, "wait", None)
+        if wait is None:
+            return
+        loop, woken = asyncio.get_running_loop(), self._woken
+
+        def watch() -> None:
+            wait()
+            with contextlib.suppress(RuntimeError):  # the runner's loop is gone: nobody is left to tell
+                loop.call_soon_threadsafe(woken.set)
+
+        threading.Thread(target=watch, name=f"schedule-watch-{getattr(process, 'pid', '?')}", daemon=True).start()
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep ``seconds`` (injected sleep), or less when a job finishes meanwhile."""
+        nap, woken = asyncio.ensure_future(self.sleep(seconds)), asyncio.ensure_future(self._woken.wait())
+        try:
+            await asyncio.wait((nap, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (nap, woken):
+                task.cancel()
+            await asyncio.gather(nap, woken, return_exceptions=True)
+
     @property
     def running(self) -> list[Any]:
         """Processes started and not yet reaped."""
@@ -98,12 +130,19 @@ class Runner:
 
     async def run(self, *, max_fires: int | None = None, until: float | None = None) -> list[Fired]:
         """Fire entries until ``max_fires`` runs started or the clock passes ``until`` (else forever)."""
-        if not self.entries:
-            return self.fired
         now = self.clock()
-        due = {entry.name: self._next(entry, now) for entry in self.entries}
+        entries = []
+        for entry in self.entries:
+            if upcoming(entry.cron, self._at(now)) is None:
+                self.notice(f"{entry.name}: {entry.cron!r} never fires; remove it with `schedule remove`")
+            else:
+                entries.append(entry)
+        if not entries:
+            return self.fired
+        due = {entry.name: self._next(entry, now) for entry in entries}
         started = 0
         while True:
+            self._woken.clear()  # before reaping: a job ending after this point cuts the next nap short
             self.reap()
             if until is not None and now >= until:
                 return self.fired
@@ -111,9 +150,9 @@ class Runner:
             if until is not None:
                 wake = min(wake, until)
             if wake > now:
-                await self.sleep(min(wake - now, MAX_NAP))
+                await self._nap(min(wake - now, MAX_NAP))
                 now = self.clock()
-            for entry in self.entries:
+            for entry in entries:
                 at = due[entry.name]
                 if at > now:
                     continue
@@ -122,6 +161,7 @@ class Runner:
                     process = self.launch(entry)
                     record = Fired(entry.name, when, self._at(now).isoformat(), getattr(process, "pid", None))
                     self._running.append((record, process))
+                    self._watch(process)
                     self.notice(f"{entry.name}: started (scheduled for {when})")
                     started += 1
                 else:

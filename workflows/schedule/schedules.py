@@ -14,6 +14,11 @@ program) so it holds, for every entry, a tagged pair of lines::
   crontab line: ``--mcp-url`` moves into the environment file, and any other secret is refused.
 - The job's stdout and stderr are appended to ``<data>/schedule/logs/<name>.log``.
 - Other crontab lines are kept exactly as they are; ours are rewritten from the file each time.
+- Cron reads one job per line: a newline, carriage return or NUL anywhere in the name, the
+  expression, the arguments, the working directory or the paths is refused (``shlex.quote`` keeps
+  newlines), so no line we write can carry a second, untagged job. Blocks that an earlier version
+  split over several lines are recognised by their open quotes and dropped whole on every rewrite.
+- ``--no-crontab`` entries (``local_only``) stay out of the crontab: only ``schedule run`` fires them.
 
 ``VAPI_AGENT_CRONTAB_USER`` (or ``user=``) manages another user's crontab (``crontab -u``; root only),
 which is how the tests use a throwaway user and never the machine's own crontab.
@@ -28,11 +33,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
+
+from croniter import CroniterBadDateError, croniter
 
 from agent.errors import ConfigError
 from agent.files import write_atomically
@@ -43,6 +50,8 @@ CRONTAB_USER_ENV = "VAPI_AGENT_CRONTAB_USER"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NICKNAMES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 _FIELD = re.compile(r"^[0-9A-Za-z*/,\-]+$")
+_MAX_BLOCK_LINES = 1000  # an old split block longer than this is not ours
+_LINE_BREAKS = {"\n": "a newline", "\r": "a carriage return", "\0": "a NUL character"}
 # What a job needs from the environment it was scheduled in (cron starts jobs with almost nothing).
 CAPTURED_ENV = (
     "VAPI_AGENT_MCP_URL", "VAPI_AGENT_MCP_KIND", "VAPI_AGENT_MCP_CONFIG", "VAPI_AGENT_SERVER", "VAPI_AGENT_PROFILE",
@@ -56,9 +65,19 @@ CAPTURED_ENV = (
 
 
 # ---------------------------------------------------------------- validation
+def refuse_line_breaks(what: str, value: str) -> str:
+    """``value`` unchanged, or a ConfigError when it holds a character that would end a crontab line."""
+    for char, label in _LINE_BREAKS.items():
+        if char in value:
+            shown = repr(value if len(value) <= 60 else value[:57] + "...")
+            raise ConfigError(f"{what} {shown} holds {label}, which would split the crontab line",
+                              hint="cron reads one job per line: remove it")
+    return value
+
+
 def validate_name(name: str) -> str:
     """A schedule name: letters, digits, ``._-``, up to 64 characters (it names files and the lock)."""
-    if not _NAME.match(name or ""):
+    if not _NAME.fullmatch(name or ""):
         raise ConfigError(f"schedule name {name!r} is not valid",
                           hint="use letters, digits, '.', '_' or '-' (up to 64), e.g. weekly-cost")
     return name
@@ -66,8 +85,7 @@ def validate_name(name: str) -> str:
 
 def validate_cron(expression: str) -> str:
     """A cron expression both croniter and the cron daemon accept; returned normalised (single spaces)."""
-    from croniter import croniter
-
+    refuse_line_breaks("the cron expression", expression or "")
     text = " ".join((expression or "").split())
     hint = 'five fields: minute hour day-of-month month day-of-week, e.g. "0 8 * * 1" (or @daily...)'
     if text.startswith("@"):
@@ -82,12 +100,24 @@ def validate_cron(expression: str) -> str:
         raise ConfigError(f"cron expression {expression!r} uses syntax the cron daemon does not know", hint=hint)
     if not croniter.is_valid(text):
         raise ConfigError(f"cron expression {expression!r} is not valid", hint=hint)
+    try:  # valid fields can still name a date that never comes (30 February)
+        next_fire(text, datetime.now(tz=UTC))
+    except CroniterBadDateError:
+        raise ConfigError(f"cron expression {expression!r} never fires (no such date)",
+                          hint="check the day of month against the month, e.g. no 30 February") from None
     return text
+
+
+def upcoming(expression: str, after: datetime) -> datetime | None:
+    """``next_fire``, or None for an expression that never fires (saved before that was checked)."""
+    try:
+        return next_fire(expression, after)
+    except CroniterBadDateError:
+        return None
 
 
 def next_fire(expression: str, after: datetime) -> datetime:
     """The first time strictly after ``after`` (an aware datetime) that ``expression`` fires."""
-    from croniter import croniter
 
     value = croniter(expression, after).get_next(datetime)
     assert isinstance(value, datetime)
@@ -104,10 +134,20 @@ class Entry:
     argv: list[str]
     cwd: str
     created_at: str = ""
+    local_only: bool = False  # added with --no-crontab: fired by `schedule run` only
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return asdict(self)
+
+    def check(self) -> Entry:
+        """The entry, or a ConfigError when any part of it could break out of its crontab line."""
+        validate_name(self.name)
+        validate_cron(self.cron)
+        for position, arg in enumerate(self.argv, start=1):
+            refuse_line_breaks(f"argument {position} of the command", arg)
+        refuse_line_breaks("the working directory", self.cwd)
+        return self
 
 
 @dataclass
@@ -154,15 +194,12 @@ class ScheduleStore:
 
     def read_env(self, name: str) -> dict[str, str]:
         """The variables of the entry's environment file (for ``schedule run``)."""
-        env: dict[str, str] = {}
         path = self.env_path(name)
         if not path.exists():
             return {JOB_ENV: name}
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.startswith("export "):
-                key, _, value = line[len("export "):].partition("=")
-                env[key] = "".join(shlex.split(value)) if value else ""
-        return env
+        # shlex reads the file as the shell does: a quoted value may span lines
+        words = shlex.split(path.read_text(encoding="utf-8"), comments=True)
+        return {key: value for key, _, value in (word.partition("=") for word in words if word != "export")}
 
     def remove_files(self, name: str) -> None:
         """Delete the entry's environment file (its log stays: it is history)."""
@@ -226,11 +263,15 @@ def job_environment(name: str, lifted: Mapping[str, str], source: Mapping[str, s
 
 
 def cron_line(entry: Entry, store: ScheduleStore, program: Sequence[str] | None = None) -> str:
-    """The crontab line of ``entry`` (``%`` escaped: cron turns a bare one into a newline)."""
-    command = " ".join(shlex.quote(part) for part in [*(program or executable()), *entry.argv])
+    """The crontab line of ``entry`` (``%`` escaped: cron turns a bare one into a newline); always one line."""
+    entry.check()
+    program = list(program or executable())
+    refuse_line_breaks("the vapi-agent program path", " ".join(program))
+    refuse_line_breaks("the schedule folder", str(store.folder))
+    command = " ".join(shlex.quote(part) for part in [*program, *entry.argv])
     shell = (f". {shlex.quote(str(store.env_path(entry.name)))} && cd {shlex.quote(entry.cwd)} && exec {command} "
              f">> {shlex.quote(str(store.log_path(entry.name)))} 2>&1")
-    return f"{entry.cron} {shell.replace('%', chr(92) + '%')}"
+    return refuse_line_breaks(f"the crontab line of {entry.name}", f"{entry.cron} {shell.replace('%', chr(92) + '%')}")
 
 
 # ---------------------------------------------------------------- the crontab
@@ -274,33 +315,73 @@ class Crontab:
                               hint="check that you may use cron (/etc/cron.allow)")
 
     def tagged(self) -> dict[str, str]:
-        """Our entries in the crontab: name -> its line."""
-        lines = self.read().splitlines()
-        found = {}
-        for i, line in enumerate(lines):
-            if line.startswith(MARKER) and i + 1 < len(lines):
-                found[line[len(MARKER):].strip()] = lines[i + 1]
-        return found
+        """Our entries in the crontab: name -> its job line (lines, for a block an earlier version split)."""
+        lines = _crontab_lines(self.read())
+        return {name: "\n".join(lines[first:end]) for name, _, first, end in _our_blocks(lines)}
+
+
+def _crontab_lines(text: str) -> list[str]:
+    # cron ends a line at "\n" only: str.splitlines would also split at \x0b, \x85, \u2028... and change them
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def _quotes_closed(text: str) -> bool:
+    try:
+        shlex.split(text)
+    except ValueError:  # "No closing quotation", "No escaped character"
+        return False
+    return True
+
+
+def _our_blocks(lines: Sequence[str]) -> list[tuple[str, int, int, int]]:
+    """(name, marker, first, end) of each entry we wrote: the marker's index and the job lines ``first:end``.
+
+    The job line is the one after the marker. An earlier version wrote a newline inside an argument
+    or path as it was (within single quotes, as ``shlex.quote`` leaves it), splitting the job over
+    several lines: every line up to the one where the quotes close belongs to the block. A name that
+    ended in a newline left a blank line after the marker. A block whose quotes never close was
+    edited by hand: only its first line is taken.
+    """
+    blocks = []
+    i = 0
+    while i < len(lines):
+        if not lines[i].startswith(MARKER):
+            i += 1
+            continue
+        name, marker, first = lines[i][len(MARKER):].strip(), i, i + 1
+        while first < len(lines) and not lines[first].strip():
+            first += 1
+        if first >= len(lines) or lines[first].startswith(MARKER):
+            blocks.append((name, marker, first, first))
+            i = first
+            continue
+        end = next((last + 1 for last in range(first, min(len(lines), first + _MAX_BLOCK_LINES))
+                    if _quotes_closed("\n".join(lines[first:last + 1]))), first + 1)
+        blocks.append((name, marker, first, end))
+        i = end
+    return blocks
 
 
 def merged_crontab(current: str, entries: Sequence[Entry], store: ScheduleStore,
                    program: Sequence[str] | None = None) -> str:
-    """``current`` without our tagged lines, then a tagged pair per entry; other lines untouched."""
-    lines = current.splitlines()
-    kept: list[str] = []
-    skip_next = False
-    for line in lines:
-        if skip_next:
-            skip_next = False
-            if not line.startswith(MARKER):
-                continue
-        if line.startswith(MARKER):
-            skip_next = True
+    """``current`` without any block we wrote, then a tagged pair per crontab entry; other lines untouched."""
+    ours = []
+    for entry in entries:
+        if entry.local_only:
             continue
-        kept.append(line)
+        try:
+            line = cron_line(entry, store, program)
+        except ConfigError as exc:  # an entry saved before these checks existed
+            raise ConfigError(f"schedule {entry.name!r}: {exc.message}",
+                              hint=f"remove it (vapi-agent schedule remove {shlex.quote(entry.name)}) and add it again"
+                              ) from None
+        ours += [f"{MARKER}{entry.name}", line]
+    lines = _crontab_lines(current)
+    dropped = {i for _, marker, _, end in _our_blocks(lines) for i in range(marker, end)}
+    kept = [line for i, line in enumerate(lines) if i not in dropped]
     while kept and not kept[-1].strip():
         kept.pop()
-    ours = [part for e in entries for part in (f"{MARKER}{e.name}", cron_line(e, store, program))]
     return "\n".join([*kept, *ours]) + "\n" if kept or ours else ""
 
 
@@ -314,50 +395,78 @@ class Scheduler:
     program: list[str] | None = None
 
     def add(self, name: str, cron: str, argv: Sequence[str], *, cwd: str | None = None, replace: bool = False,
-            env: Mapping[str, str] | None = None, now: datetime | None = None) -> tuple[Entry, bool]:
-        """Add (or with ``replace`` update) an entry; returns it and whether the crontab was updated."""
+            local_only: bool = False, env: Mapping[str, str] | None = None, now: datetime | None = None,
+            check_command: Callable[[Sequence[str]], None] | None = None) -> tuple[Entry, bool]:
+        """Add (or with ``replace`` update) an entry; returns it and whether the crontab now has it.
+
+        Everything is validated before anything is written: the name, the expression (it must fire
+        some day), every argument, the working directory, and, with ``check_command``, the command
+        line itself (the CLI passes its own parser). ``local_only`` entries stay out of the crontab.
+        """
         validate_name(name)
         expression = validate_cron(cron)
         if not argv:
             raise ConfigError("no command to schedule", hint='put it after "--": schedule add ... -- report --since 7d')
         if argv[0] == "schedule":
             raise ConfigError("a schedule cannot run the schedule command itself")
-        args, lifted = lift_secrets(argv)
+        directory = str(Path(cwd or os.getcwd()).absolute())
+        entry = Entry(name=name, cron=expression, argv=list(argv), cwd=directory,
+                      created_at=(now or datetime.now(tz=UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                      local_only=local_only).check()
+        if check_command is not None:
+            check_command(argv)
+        entry.argv, lifted = lift_secrets(argv)
         entries = self.store.load()
-        if any(e.name == name for e in entries) and not replace:
+        previous = next((e for e in entries if e.name == name), None)
+        if previous is not None and not replace:
             raise ConfigError(f"a schedule named {name!r} exists", hint="remove it first, or pass --replace")
-        entry = Entry(name=name, cron=expression, argv=args, cwd=str(Path(cwd or os.getcwd()).absolute()),
-                      created_at=(now or datetime.now(tz=UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"))
         entries = [e for e in entries if e.name != name] + [entry]
+        # a local-only entry leaves the crontab alone, unless the entry it replaces has a line there
+        mirror = not local_only or (previous is not None and not previous.local_only)
+        merged = self._merged(entries) if mirror else None  # every line checked before any file changes
         self.store.write_env(name, job_environment(name, lifted, env))
         log = self.store.log_path(name)
         log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not log.exists():
             log.touch(mode=0o600)
-        mirrored = self._mirror(entries)
+        if merged is not None:
+            self._install(*merged)
         self.store.save(entries)
-        return entry, mirrored
+        return entry, merged is not None and not local_only
 
     def remove(self, name: str) -> bool:
-        """Remove an entry (exit 2 when there is none); returns whether the crontab was updated."""
+        """Remove an entry (exit 2 when there is none); returns whether the crontab changed.
+
+        The entry's environment file goes with it; its log stays (it is history: ``log_path`` says where).
+        """
         entries = self.store.load()
         if not any(e.name == name for e in entries):
             known = ", ".join(e.name for e in entries) or "none"
             raise ConfigError(f"no schedule named {name!r}", hint=f"schedules: {known}")
         entries = [e for e in entries if e.name != name]
-        mirrored = self._mirror(entries)
+        merged = self._merged(entries)
+        changed = self._install(*merged) if merged is not None else False
         self.store.save(entries)
         self.store.remove_files(name)
-        return mirrored
+        return changed
 
     def sync(self) -> bool:
-        """Rewrite our crontab lines from the schedule file."""
-        return self._mirror(self.store.load())
+        """Rewrite our crontab lines from the schedule file; returns whether the crontab changed."""
+        merged = self._merged(self.store.load())
+        return self._install(*merged) if merged is not None else False
 
-    def _mirror(self, entries: Sequence[Entry]) -> bool:
+    def _merged(self, entries: Sequence[Entry]) -> tuple[str, str] | None:
+        """(current crontab, the one to install), or None when no crontab is managed here."""
         if self.crontab is None or not self.crontab.available():
+            return None
+        current = self.crontab.read()
+        return current, merged_crontab(current, entries, self.store, self.program)
+
+    def _install(self, current: str, text: str) -> bool:
+        if text == current:
             return False
-        self.crontab.write(merged_crontab(self.crontab.read(), entries, self.store, self.program))
+        assert self.crontab is not None
+        self.crontab.write(text)
         return True
 
     def listing(self, now: datetime, zone: tzinfo | None = None) -> list[dict[str, Any]]:
@@ -368,8 +477,9 @@ class Scheduler:
         local = now.astimezone(zone) if zone else now.astimezone()
         rows = []
         for entry in self.store.load():
+            when = upcoming(entry.cron, local)
             rows.append({**entry.to_dict(), "command": " ".join(shlex.quote(a) for a in entry.argv),
-                         "next_run": next_fire(entry.cron, local).isoformat(),
+                         "next_run": when.isoformat() if when else None,
                          "in_crontab": None if in_crontab is None else entry.name in in_crontab,
                          "log": str(self.store.log_path(entry.name))})
         return rows
