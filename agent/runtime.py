@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from agent.config import Settings
@@ -22,7 +23,8 @@ from agent.usage import Usage
 from agent.vapi import VapiFacade
 
 IN_PROCESS_ORIGIN = "http://sandbox.localhost"  # = sandbox.app.IN_PROCESS_ORIGIN (not imported: see layers)
-SANDBOX_NOTICE = "no MCP server configured: using the embedded sandbox (a simulated Vapi workspace)"
+SANDBOX_NOTICE = ("no MCP server configured: using the embedded sandbox (a simulated Vapi workspace that keeps"
+                  " your changes; `vapi-agent sandbox reset` starts over)")
 
 
 @dataclass
@@ -88,11 +90,35 @@ class _RoutingTransport:
         await self._network.aclose()
 
 
+def embedded_sandbox_dir() -> Path:
+    """Where the embedded sandbox keeps its workspaces (one journal per dataset, see ``sandbox.world.state``)."""
+    from agent.paths import data_dir
+
+    return data_dir() / "sandbox"
+
+
 def _build_sandbox(settings: Settings) -> Any:
-    from sandbox.app import Sandbox
+    """The embedded sandbox: one persisted workspace that every command (every process) shares."""
+    from agent.errors import ConfigError
+    from sandbox.app import Sandbox, StateError
     from sandbox.world.config import SandboxConfig
 
-    return Sandbox(SandboxConfig(**settings.sandbox_options))
+    options = dict(settings.sandbox_options)
+    # A pinned anchor (tests) asks for that dataset as it stood then; otherwise the workspace lives on
+    # from the anchor its state remembers: calls keep arriving, ended ones never change.
+    options.setdefault("living", "anchor" not in options)
+    try:
+        return Sandbox.persistent(SandboxConfig(**options), embedded_sandbox_dir())
+    except StateError as exc:
+        raise ConfigError(f"the embedded sandbox's saved state cannot be used: {exc}",
+                          hint="`vapi-agent sandbox reset` starts it over") from None
+
+
+def reset_embedded_sandbox() -> list[str]:
+    """Forget every change made to the embedded sandbox; returns the workspaces reset (their keys)."""
+    from sandbox.app import reset_workspaces
+
+    return reset_workspaces(embedded_sandbox_dir())
 
 
 @asynccontextmanager

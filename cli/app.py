@@ -94,6 +94,14 @@ def sandbox_ground_truth(ctx: typer.Context) -> None:
     raise typer.Exit(sandbox_main(["ground-truth", *ctx.args]))
 
 
+@sandbox_app.command("reset")
+def sandbox_reset() -> None:
+    """Forget every change made to the embedded sandbox (created objects, campaigns, chats); start over."""
+    from cli.commands import sandbox
+
+    _run("sandbox.reset", sandbox.sandbox_reset_body(), sandbox.sandbox_reset_render)
+
+
 def _run(workflow: str, body: Any, render: Any = None, *, lock: bool = False, deadline_inside: bool = False,
          record: bool = True) -> None:
     """Run one library coroutine through the command runner and exit with its code."""

@@ -467,22 +467,16 @@ def test_readme_first_command_on_a_fresh_machine(tmp_path: Path) -> None:
     """The README's ``vapi-agent qa-grade --assistant Support --last 10`` with nothing configured shows
     the ground truth's failing calls with their recordings saved.
 
-    The embedded sandbox is anchored at "now" and its dataset depends on the anchor, so the child
-    process pins the sandbox's clock (``sandbox.app.datetime``) to ``ANCHOR``; nothing else is set up.
+    The embedded sandbox is anchored at the moment of its first command and its dataset depends on the
+    anchor, so the child process runs with its wall clock (``time.time``) pinned to ``ANCHOR``: the
+    sandbox it creates is the default dataset at that anchor; nothing else is set up.
     """
     from sandbox.world.groundtruth import ground_truth
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "VAPI_API", "TRUTO_"))}
     env.update({"COLUMNS": "200", "NO_COLOR": "1", "XDG_CONFIG_HOME": str(tmp_path / "config"),
                 "PYTHONPATH": str(ROOT)})
-    pinned = (
-        "import sys, datetime, sandbox.app, cli\n"
-        "class Pinned(datetime.datetime):\n"
-        "    @classmethod\n"
-        f"    def now(cls, tz=None): return datetime.datetime.fromisoformat({ANCHOR.isoformat()!r})\n"
-        "sandbox.app.datetime = Pinned\n"
-        "sys.exit(cli.main())\n"
-    )
+    pinned = f"import time\ntime.time = lambda: {ANCHOR.timestamp()!r}\nimport sys, cli\nsys.exit(cli.main())\n"
     argv = ["qa-grade", "--assistant", "Support", "--last", "10"]
     proc = subprocess.run([sys.executable, "-c", pinned, *argv], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120)

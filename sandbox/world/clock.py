@@ -11,14 +11,16 @@ class SandboxClock:
     """Wall-clock time for the simulated workspace.
 
     ``time_scale`` speeds up the *sandbox* notion of elapsed time (campaign progress) relative to
-    the moment the clock was created; presigned-link expiry and rate-limit windows use real time
-    (``real()``), because clients measure those with their own clocks.
+    ``start`` (the moment the clock was created, unless given: a persisted workspace starts it at its
+    anchor so that every process agrees on sandbox time); presigned-link expiry and rate-limit
+    windows use real time (``real()``), because clients measure those with their own clocks.
     """
 
-    def __init__(self, time_scale: float = 1.0, real: Callable[[], float] = time.time) -> None:
+    def __init__(self, time_scale: float = 1.0, real: Callable[[], float] | None = None,
+                 start: float | None = None) -> None:
         self.time_scale = time_scale
-        self._real = real
-        self._start = real()
+        self._real = real or time.time  # looked up now, not at import: a process's time can be shifted in tests
+        self._start = self._real() if start is None else start
 
     def real(self) -> float:
         """Unscaled epoch seconds (for link expiry and rate-limit windows)."""

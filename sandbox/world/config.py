@@ -34,7 +34,9 @@ class SandboxConfig:
     """Configuration of one simulated workspace.
 
     Dataset: ``seed``, ``calls`` (how many generated calls), ``anchor`` (the newest call is just
-    before it; None means "now" when the workspace is built).
+    before it; None means "now" when the workspace is built), ``living`` (time goes on after the
+    anchor: calls live at it end, new ones keep arriving; see ``sandbox.world.arrivals``; off, the
+    dataset stays as it stood at the anchor).
     Access: ``api_key`` (REST Bearer key), ``token`` (the MCP URL path token), ``require_api_token``
     (Truto's second factor: MCP requests must also carry ``Authorization: Bearer <it>``).
     Truto options: ``methods`` (subset of read/write/custom, or exact method names), ``tags``,
@@ -54,6 +56,7 @@ class SandboxConfig:
     seed: int = 7
     calls: int = 2000
     anchor: datetime | None = None
+    living: bool = False
     api_key: str = DEFAULT_API_KEY
     token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     require_api_token: str | None = None

@@ -65,6 +65,36 @@ def draw_for(rng: np.random.Generator, personas: list[Persona], **kwargs: Any) -
     )
 
 
+def busy_hour_times(rng: np.random.Generator, start: int, end: int, n: int) -> np.ndarray:
+    """``n`` strictly increasing epoch-ms times in ``[start, end)``, denser in busy UTC hours (``HOUR_WEIGHT``)."""
+    # Rejection sampling by hour-of-day weight, vectorised: draw extra candidates, keep enough.
+    picked = np.empty(0, dtype=np.int64)
+    while len(picked) < n:
+        cand = rng.integers(start, end, max(2 * (n - len(picked)), 16))
+        hours = (cand // 3_600_000) % 24
+        picked = np.concatenate([picked, cand[rng.random(len(cand)) < HOUR_WEIGHT[hours] / HOUR_WEIGHT.max()]])
+    created = np.sort(picked[:n])
+    # Strictly increasing: no ties to break anywhere.
+    return np.maximum.accumulate(created - np.arange(n)) + np.arange(n)
+
+
+def pick_assistants(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Which generated assistant (index into ``ASSISTANTS``) answers each of ``n`` calls, by call share."""
+    shares = np.array([s.share for s in ASSISTANTS])
+    return rng.choice(len(ASSISTANTS), size=n, p=shares / shares.sum()).astype(np.int8)
+
+
+def draw_for_assistants(rng: np.random.Generator, assistant: np.ndarray) -> Draw:
+    """Draw outcomes for calls answered by the generated assistants ``assistant`` (indices into ``ASSISTANTS``)."""
+    return draw(
+        rng,
+        job=np.array([JOBS.index(s.job or "support") for s in ASSISTANTS], dtype=np.int16)[assistant],
+        outbound=np.array([s.outbound for s in ASSISTANTS])[assistant],
+        fail_rate=np.array([s.fail_rate for s in ASSISTANTS])[assistant],
+        output_mask={k: np.array([k in s.outputs for s in ASSISTANTS])[assistant] for k in OUTPUT_KEYS},
+    )
+
+
 class Dataset:
     """The generated calls of one workspace, as columns plus lazy per-call JSON."""
 
@@ -76,18 +106,12 @@ class Dataset:
         self.personas = [persona_for(self.catalog, i) for i in range(len(ASSISTANTS))]
         rng = np.random.default_rng([seed, 0xCA11])
         self.created_ms, self.assistant, self.status = self._layout(rng)
-        self.draw = draw(
-            rng,
-            job=np.array([JOBS.index(ASSISTANTS[a].job or "support") for a in range(len(ASSISTANTS))],
-                         dtype=np.int16)[self.assistant],
-            outbound=np.array([s.outbound for s in ASSISTANTS])[self.assistant],
-            fail_rate=np.array([s.fail_rate for s in ASSISTANTS])[self.assistant],
-            output_mask={k: np.array([k in s.outputs for s in ASSISTANTS])[self.assistant] for k in OUTPUT_KEYS},
-        )
+        self.draw = draw_for_assistants(rng, self.assistant)
         live = self.status != 0
         # Live calls have not ended: no reason, outputs, analysis or costs yet.
         self.ended = ~live
-        self.phone = np.array([self._phone_index(s.phone) for s in ASSISTANTS], dtype=np.int8)[self.assistant]
+        self.assistant_phone = np.array([self._phone_index(s.phone) for s in ASSISTANTS], dtype=np.int8)
+        self.phone = self.assistant_phone[self.assistant]
         ended_ms = self.created_ms + self.draw.start_delay_ms + self.draw.duration_ms
         self.updated_ms = np.where(live, self.created_ms, ended_ms + self.draw.update_delay_ms).astype(np.int64)
         self._ids: list[str] | None = None
@@ -100,17 +124,8 @@ class Dataset:
         old_n = n - live_n
         start = self.anchor_ms - WINDOW_DAYS * DAY_MS
         end = self.anchor_ms - ENDED_BEFORE_MS - 240_000  # an ended call also ended before the anchor
-        # Rejection sampling by hour-of-day weight, vectorised: draw extra candidates, keep enough.
-        picked = np.empty(0, dtype=np.int64)
-        while len(picked) < old_n:
-            cand = rng.integers(start, end, max(2 * (old_n - len(picked)), 16))
-            hours = (cand // 3_600_000) % 24
-            picked = np.concatenate([picked, cand[rng.random(len(cand)) < HOUR_WEIGHT[hours] / HOUR_WEIGHT.max()]])
-        created = np.sort(picked[:old_n])
-        # Strictly increasing createdAt: no ties to break anywhere.
-        created = np.maximum.accumulate(created - np.arange(old_n)) + np.arange(old_n)
-        shares = np.array([s.share for s in ASSISTANTS])
-        assistant = rng.choice(len(ASSISTANTS), size=old_n, p=shares / shares.sum()).astype(np.int8)
+        created = busy_hour_times(rng, start, end, old_n)
+        assistant = pick_assistants(rng, old_n)
         live_created = self.anchor_ms - np.sort(rng.integers(5_000, LIVE_WINDOW_MS, live_n))[::-1]
         keys = [s.key for s in ASSISTANTS]
         live_specs = list(reversed(LIVE_CALLS[:live_n]))  # oldest first

@@ -19,8 +19,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sandbox.world import audio
 from sandbox.world.callgen import REASONS, CallSpec
 from sandbox.world.calljson import conversation, iso_from_ms
@@ -73,18 +71,19 @@ def _recording(spec: CallSpec) -> dict[str, Any]:
 
 
 def ground_truth(workspace: Workspace, *, recordings: str | int = "failing") -> dict[str, Any]:
-    """The ground truth of the workspace's generated calls (deleted ones excluded)."""
+    """The ground truth of the workspace's generated calls as they stand now (deleted ones excluded)."""
     if not (recordings in ("failing", "all", "none") or isinstance(recordings, int)):
         raise ValueError("recordings must be 'failing', 'all', 'none' or an int")
     data = workspace.data
-    alive = workspace.generated_indices()
     assistants: dict[str, Any] = {}
     failing: list[dict[str, Any]] = []
     newest_ended: dict[str, list[CallSpec]] = {}
     selected: dict[str, CallSpec] = {}
     per_assistant = 20 if recordings == "failing" else (recordings if isinstance(recordings, int) else 0)
-    for i in alive[::-1]:  # newest first
-        spec = data.spec(int(i))
+    calls = ended = 0
+    for spec in workspace.generated_specs():  # newest first
+        calls += 1
+        ended += spec.status == "ended"
         persona = spec.persona
         group = assistants.setdefault(persona.assistant_id, {
             "name": persona.name, "scorecard_ids": [c["id"] for c in persona.scorecards], "calls": {}})
@@ -103,14 +102,14 @@ def ground_truth(workspace: Workspace, *, recordings: str | int = "failing") -> 
         selected = {}
     return {
         "seed": data.seed,
-        "calls": len(alive),
+        "calls": calls,
         "anchor": iso_from_ms(data.anchor_ms),
         "assistants": assistants,
         "failing": failing,
         "newest_ended": {aid: [s.id for s in specs] for aid, specs in newest_ended.items()},
         "recordings": {cid: (_recording(spec) if spec.has_recording else None) for cid, spec in selected.items()},
         "counts": {
-            "ended": int(np.sum(data.status[alive] == 0)),
+            "ended": ended,
             "failing": len(failing),
         },
     }

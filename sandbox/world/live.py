@@ -54,6 +54,7 @@ class LiveCall:
     spec: CallSpec  # status/updated are placeholders; ``at`` fills them in
     dial_ms: int
     patched_ms: int | None = None  # sandbox time of the last PATCH (name)
+    generated: bool = False  # part of the seeded history (a living workspace's), not made through the API
 
     @property
     def answered_ms(self) -> int:

@@ -19,6 +19,7 @@ from sandbox.world.calljson import EPOCH, iso_from_ms, ms_of
 from sandbox.world.ids import ORG_ID, parse_iso, stable_uuid
 from sandbox.world.live import CampaignRun, LiveCall, live_call
 from sandbox.world.rules import LABELS, Conflict, NotFound, ValidationFailed
+from sandbox.world.state import journaled
 
 if TYPE_CHECKING:
     from sandbox.world.callgen import Persona
@@ -184,19 +185,21 @@ class ObjectStore:
     def _objects(self, kind: str) -> list[dict[str, Any]]:
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}")
+        now = self.advance()
         if kind == "campaigns":
-            now = self.advance()
             return [self._campaign_view(o, now) for o in self._store[kind].values()]
         return [copy.deepcopy(o) for o in self._store[kind].values()]
 
     def get_object(self, kind: str, obj_id: str) -> dict[str, Any]:
         """One object of ``kind``."""
         with self._lock:
+            now = self.advance()
             obj = self._store[kind].get(obj_id)
             if obj is None:
                 raise NotFound(kind, obj_id)
-            return self._campaign_view(obj, self.advance()) if kind == "campaigns" else copy.deepcopy(obj)
+            return self._campaign_view(obj, now) if kind == "campaigns" else copy.deepcopy(obj)
 
+    @journaled
     def create_object(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create an object; cross-object rules are checked first, so a refused create stores nothing."""
         with self._lock:
@@ -217,6 +220,7 @@ class ObjectStore:
             self._store[kind][obj["id"]] = obj
             return copy.deepcopy(obj)
 
+    @journaled
     def update_object(self, kind: str, obj_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         """Partial update of top-level keys (``PATCH``); campaigns accept only status ended/cancelled."""
         with self._lock:
@@ -262,6 +266,7 @@ class ObjectStore:
         current["updatedAt"] = iso_from_ms(now)
         return self._campaign_view(current, now)
 
+    @journaled
     def delete_object(self, kind: str, obj_id: str) -> dict[str, Any]:
         """Delete and return an object; ``Conflict`` while something still uses it."""
         with self._lock:

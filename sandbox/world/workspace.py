@@ -8,7 +8,8 @@ Calls
     ``list_calls(id=, assistant_id=, phone_number_id=, limit=100, created_at_gt/lt/ge/le=,
     updated_at_gt/lt/ge/le=)`` newest first (createdAt desc, then id desc), ``get_call(id)``,
     ``create_call(body)``, ``update_call(id, {"name"})``, ``delete_call(id)``,
-    ``call_recording(id, kind)`` (WAV bytes or None), ``all_calls_raw()``, ``calls_frame_columns()``.
+    ``call_recording(id, kind)`` (WAV bytes or None), ``all_calls_raw()``, ``calls_frame_columns()``,
+    ``generated_specs()`` (the seeded calls as they stand now: what the ground truth describes).
 Everything else, generically by ``kind`` in ``KINDS`` (``assistants``, ``squads``,
 ``phone_numbers``, ``campaigns``, ``scorecards``, ``structured_outputs``, ``tools``, ``chats``)
     ``list_objects(kind, limit=None, created_at_*/updated_at_*=, **equals)`` newest first, where
@@ -20,26 +21,36 @@ Everything else, generically by ``kind`` in ``KINDS`` (``assistants``, ``squads`
     Vapi paginates (``PAGINATED``). Generic CRUD and campaigns live in ``sandbox.world.objects``.
 
 Generated calls (``sandbox.world.data``) are immutable columns plus an overlay (renamed, deleted); the
-few generated live calls (newest, in-progress/queued/ringing) stay in that state. Calls created
-through the API or by campaigns are ``sandbox.world.live.LiveCall`` objects whose status follows the
-sandbox clock. Campaign progress is computed lazily from ``clock.now()`` on every read. Created
-objects get reproducible ids (seed + creation order) and ``clock.now()`` timestamps. A re-entrant
-lock serialises access (the REST app may be served from a thread).
+few generated live calls (newest, in-progress/queued/ringing) stay in that state, unless the
+workspace is living (``config.living``, see ``sandbox.world.arrivals``): then they go on and end, and
+new calls keep arriving after the anchor. Calls created through the API or by campaigns are
+``sandbox.world.live.LiveCall`` objects whose status follows the sandbox clock. Campaign progress is
+computed lazily from ``clock.now()`` on every read. Created objects get reproducible ids (seed +
+creation order) and ``clock.now()`` timestamps. A re-entrant lock serialises access (the REST app
+may be served from a thread).
+
+With a ``state`` (``sandbox.world.state.WorkspaceState``) every write is journaled and the journal is
+replayed on construction and before every read and write, so processes sharing a state see one
+workspace. Each write runs at one pinned moment (``now_ms`` does not move inside it), which is what
+makes a replay at the recorded moment give the same objects, timestamps and ids.
 """
 
 from __future__ import annotations
 
 import copy
 import heapq
+import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from sandbox.world import audio
+from sandbox.world.arrivals import Arrivals, release_live
 from sandbox.world.callgen import CallSpec, Persona
 from sandbox.world.calljson import build_call, conversation, ms_of
 from sandbox.world.clock import SandboxClock
@@ -51,15 +62,18 @@ from sandbox.world.live import CampaignRun, LiveCall, live_call
 from sandbox.world.objects import KINDS, PAGINATED, ObjectStore, bounds_ms, within
 from sandbox.world.personas import persona_of
 from sandbox.world.rules import LABELS, Conflict, NotFound, ValidationFailed
+from sandbox.world.state import WorkspaceState, Write, journaled
 
 __all__ = ["KINDS", "LABELS", "PAGINATED", "Conflict", "NotFound", "ValidationFailed", "Workspace"]
 
 _AUDIO_CACHE = 6  # WAVs kept (up to ~8 MB each): a 302 then a download must not render twice
+log = logging.getLogger(__name__)
 
 class Workspace(ObjectStore):
     """One simulated Vapi org: generated calls plus everything created through the API."""
 
-    def __init__(self, config: SandboxConfig, clock: SandboxClock, *, anchor: datetime) -> None:
+    def __init__(self, config: SandboxConfig, clock: SandboxClock, *, anchor: datetime,
+                 state: WorkspaceState | None = None) -> None:
         self.config = config
         self.clock = clock
         self.anchor = anchor
@@ -80,10 +94,102 @@ class Workspace(ObjectStore):
         self._audio: OrderedDict[tuple[str, str], bytes | None] = OrderedDict()
         self._assistant_index = {a["id"]: i for i, a in enumerate(self.data.catalog.assistants)}
         self._phone_index = {p["id"]: i for i, p in enumerate(self.data.catalog.phone_numbers)}
+        # Time and the journal: the moment a write is pinned to, the moment world time never goes back
+        # behind (a living workspace starts at its anchor), what a write minted, what a replay must mint.
+        self._pinned: int | None = None
+        self._floor = self.data.anchor_ms if config.living else 0
+        self._state = state
+        self._busy = False  # inside a write or a replay: nested writes are part of it
+        self._minted: list[str] | None = None
+        self._forced_ids: list[str] = []
+        self._arrivals = Arrivals(self.data) if config.living else None
+        if config.living:
+            for call in release_live(self.data):
+                self._alive[self.data.index_of(call.spec.id)] = False  # it lives on among the live calls
+                self._live[call.spec.id] = call
+        if state is not None:
+            self._catch_up()
 
     def now_ms(self) -> int:
-        """Sandbox time in epoch milliseconds."""
-        return round(self.clock.now() * 1000)
+        """Sandbox time in epoch milliseconds (pinned inside a write; never behind a write already made)."""
+        if self._pinned is not None:
+            return self._pinned
+        return max(round(self.clock.now() * 1000), self._floor)
+
+    def advance(self) -> int:
+        """Catch up with other processes' writes, let arrivals in and dial campaigns; returns sandbox now (ms)."""
+        with self._lock:
+            if not self._busy:
+                self._catch_up()
+            now = self.now_ms()
+            if self._arrivals is not None:
+                for call in self._arrivals.due(now):
+                    self._live[call.spec.id] = call
+            return super().advance()
+
+    # ================================================================== the journal
+    @contextmanager
+    def _pinned_at(self, at_ms: int) -> Iterator[None]:
+        previous, self._pinned = self._pinned, at_ms
+        try:
+            yield
+        finally:
+            self._pinned = previous
+            self._floor = max(self._floor, at_ms)
+
+    def _journal_write(self, op: str, method: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        """Run write ``op`` at one pinned moment; with a state, under its lock, caught up, then journaled."""
+        with self._lock:
+            if self._busy:
+                return method(self, *args)
+            self._busy = True
+            try:
+                if self._state is None:
+                    with self._pinned_at(self.now_ms()):
+                        return method(self, *args)
+                with self._state.exclusive():
+                    self._catch_up()
+                    at = self.now_ms()
+                    recorded = copy.deepcopy(args)  # as asked, before the write keeps references to them
+                    self._minted = []
+                    with self._pinned_at(at):
+                        result = method(self, *args)
+                    self._state.append(Write(at, op, recorded, tuple(self._minted)))
+                    return result
+            finally:
+                self._busy, self._minted = False, None
+
+    def _catch_up(self) -> None:
+        """Replay the writes appended to the journal since this workspace last read it."""
+        if self._state is None:
+            return
+        for write in self._state.new_writes():
+            self._replay(write)
+
+    def _replay(self, write: Write) -> None:
+        method = getattr(type(self), write.op, None)
+        if not getattr(method, "journaled", False):
+            log.warning("sandbox state: skipped an unknown write %r", write.op)
+            return
+        self._busy, self._forced_ids = True, list(write.ids)
+        try:
+            with self._pinned_at(write.at):
+                method.__wrapped__(self, *write.args)  # type: ignore[union-attr]
+        except (NotFound, Conflict, ValidationFailed) as exc:
+            # Written by another version of the sandbox whose rules or data differ: the rest still applies.
+            log.warning("sandbox state: a stored %s no longer applies and was skipped (%s)", write.op, exc)
+        finally:
+            self._busy, self._forced_ids = False, []
+
+    def new_id(self, kind: str) -> str:
+        """An id for a new object (see ``ObjectStore.new_id``); a replay mints the ids the write minted."""
+        with self._lock:
+            minted = super().new_id(kind)
+            if self._forced_ids:
+                minted = self._forced_ids.pop(0)
+            if self._minted is not None:
+                self._minted.append(minted)
+            return minted
 
     # ================================================================== calls
     def _gen_spec(self, i: int) -> CallSpec:
@@ -123,9 +229,9 @@ class Workspace(ObjectStore):
         """``GET /call``: calls newest first, filtered; only the returned page is built."""
         c_lo, c_hi = bounds_ms(created_at_gt, created_at_lt, created_at_ge, created_at_le)
         u_lo, u_hi = bounds_ms(updated_at_gt, updated_at_lt, updated_at_ge, updated_at_le)
-        cap = self.data.n + len(self._live) if limit is None else max(0, int(limit))
         with self._lock:
             now = self.advance()
+            cap = self.data.n + len(self._live) if limit is None else max(0, int(limit))
             picked: list[tuple[int, str, int | None, CallSpec | None]] = []
             # Generated calls: a createdAt window by binary search, then vectorised masks.
             start = 0 if c_lo is None else int(np.searchsorted(self.data.created_ms, c_lo, "left"))
@@ -160,6 +266,7 @@ class Workspace(ObjectStore):
         with self._lock:
             return build_call(self._spec_of(call_id, self.advance()))
 
+    @journaled
     def create_call(self, body: dict[str, Any]) -> dict[str, Any]:
         """``POST /call``: a new call, ``queued`` (or ``scheduled`` with a future ``schedulePlan``).
 
@@ -230,6 +337,7 @@ class Workspace(ObjectStore):
             raise ValidationFailed([f"Couldn't Get {label}. `{where}` {obj_id} Does Not Exist."])
         return self._store[kind][obj_id]
 
+    @journaled
     def update_call(self, call_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         """``PATCH /call/{id}``: only ``name`` can change."""
         unknown = sorted(set(patch) - {"name"})
@@ -246,6 +354,7 @@ class Workspace(ObjectStore):
                     live.rename(patch["name"], now)  # type: ignore[union-attr]
             return build_call(self._spec_of(call_id, now))
 
+    @journaled
     def delete_call(self, call_id: str) -> dict[str, Any]:
         """``DELETE /call/{id}``: returns the call as it was."""
         with self._lock:
@@ -279,10 +388,17 @@ class Workspace(ObjectStore):
                 self._audio.popitem(last=False)
         return data
 
-    def generated_indices(self) -> np.ndarray:
-        """Dataset indices of the generated calls that have not been deleted, oldest first."""
+    def generated_specs(self) -> Iterator[CallSpec]:
+        """Every generated call not deleted, as it stands now, newest first: the dataset's, then in a living
+        workspace also those after the anchor (``sandbox.world.arrivals``). Calls made through the API are not
+        generated."""
         with self._lock:
-            return np.flatnonzero(self._alive)
+            now = self.advance()
+            alive = np.flatnonzero(self._alive)
+            moving = sorted((c.at(now) for c in self._live.values() if c.generated),
+                            key=lambda spec: (spec.created_ms, spec.id), reverse=True)
+        dataset = (self.data.spec(int(i)) for i in alive[::-1])
+        return heapq.merge(moving, dataset, key=lambda spec: (spec.created_ms, spec.id), reverse=True)
 
     def recording_spec(self, call_id: str) -> CallSpec:
         """The generation spec of a call as it stands now (used by ground truth and tests)."""
