@@ -39,6 +39,8 @@ ENV_VARS: dict[str, str] = {
     "max_wait_per_run": "VAPI_AGENT_MAX_WAIT_PER_RUN",
     "concurrency": "VAPI_AGENT_CONCURRENCY",
     "deadline": "VAPI_AGENT_DEADLINE",
+    "truto_api": "VAPI_AGENT_TRUTO_API",
+    "queue_url": "VAPI_AGENT_QUEUE_URL",
     "truto_api_token": "TRUTO_API_TOKEN",
     "vapi_api_key": "VAPI_API_KEY",
     "openai_api_key": "OPENAI_API_KEY",
@@ -72,6 +74,8 @@ class Settings:
     max_wait_per_run: float = 900.0
     concurrency: int = 8
     deadline: float | None = None
+    truto_api: str | None = None
+    queue_url: str | None = None
     truto_api_token: str | None = None
     vapi_api_key: str | None = None
     openai_api_key: str | None = None
@@ -95,12 +99,29 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in SECRET_FIELDS and value:
                 value = MASK
+            elif f.name == "queue_url" and value:
+                value = _mask_password(value)
             elif f.name == "mcp_url" and value:
                 from agent.redact import redact
 
                 value = redact(value)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+
+def _password(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _mask_password(url: str) -> str:
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
+    password = _password(url)
+    return url.replace(f":{password}@", f":{MASK}@", 1) if password else url
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -194,4 +215,6 @@ def load_settings(
         raise ConfigError(f"unknown --mcp-kind {settings.mcp_kind!r}", hint=f"choose one of {', '.join(MCP_KINDS)}")
     for secret_field in SECRET_FIELDS:
         register_secret(getattr(settings, secret_field))
+    if settings.queue_url:
+        register_secret(_password(settings.queue_url))
     return settings

@@ -121,6 +121,49 @@ def reset_embedded_sandbox() -> list[str]:
     return reset_workspaces(embedded_sandbox_dir())
 
 
+EMBEDDED_FLEET_ACCOUNTS = 5
+FLEET_SANDBOX_NOTICE = ("no TRUTO_API_TOKEN and no --accounts file: using the embedded sandbox fleet "
+                        "({n} simulated Vapi accounts behind a simulated Truto)")
+
+
+def build_sandbox_fleet(settings: Settings, accounts: int | None = None) -> Any:
+    """An in-process sandbox fleet: ``accounts`` simulated Vapi accounts behind Truto's admin API."""
+    from sandbox.fleet import FleetConfig, SandboxFleet
+    from sandbox.world.config import SandboxConfig
+
+    count = accounts or EMBEDDED_FLEET_ACCOUNTS
+    return SandboxFleet(FleetConfig(accounts=count, base=SandboxConfig(**settings.sandbox_options)))
+
+
+def fleet_source(settings: Settings, *, accounts_file: str | None = None, truto_api: str | None = None,
+                 sandbox_accounts: int | None = None, sandbox: Any = None,
+                 notice: Callable[[str], None] | None = None) -> Any:
+    """Where the fleet's accounts come from: an accounts file, Truto's admin API, or the embedded sandbox fleet.
+
+    The sandbox fleet is used with ``--sandbox``, with ``sandbox`` (an already built one, tests), or
+    when neither a file nor ``TRUTO_API_TOKEN`` is given (with a notice).
+    """
+    from pathlib import Path
+
+    from agent.fleet.source import FleetSource
+    from agent.fleet.truto import DEFAULT_TRUTO_API
+
+    api = truto_api or settings.truto_api or DEFAULT_TRUTO_API
+    if accounts_file:
+        return FleetSource("file", api, accounts_file=str(Path(accounts_file).expanduser().absolute()),
+                           token=settings.truto_api_token)
+    if settings.sandbox or sandbox is not None or not (settings.truto_api_token or truto_api):
+        fleet = sandbox if sandbox is not None else build_sandbox_fleet(settings, sandbox_accounts)
+        if sandbox is None and not settings.sandbox and notice is not None:
+            notice(FLEET_SANDBOX_NOTICE.format(n=len(fleet.accounts)))
+        from agent.redact import register_secret
+
+        register_secret(fleet.config.api_token)
+        return FleetSource("sandbox", fleet.api_url, sandbox_accounts=len(fleet.accounts),
+                           token=fleet.config.api_token, sandbox=fleet)
+    return FleetSource("truto", api, token=settings.truto_api_token)
+
+
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,

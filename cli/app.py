@@ -40,6 +40,9 @@ logs_app = typer.Typer(
 schedule_app = typer.Typer(help="Run vapi-agent commands on a schedule (mirrored into your crontab).",
                            no_args_is_help=True)
 assistant_app = typer.Typer(help="Your Vapi assistants.", no_args_is_help=True)
+fleet_app = typer.Typer(help="Every Vapi account of a platform (Truto, an accounts file, or the sandbox): "
+                        "graded and reported, durably, with a least-privilege MCP server per job.",
+                        no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(config_app, name="config")
 app.add_typer(tools_app, name="tools")
@@ -49,6 +52,7 @@ app.add_typer(campaign_app, name="campaign")
 app.add_typer(squad_app, name="squad")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(assistant_app, name="assistant")
+app.add_typer(fleet_app, name="fleet")
 
 # Filled by main() before typer runs: the common options lifted out of argv.
 COMMON_FLAGS: dict[str, Any] = {}
@@ -369,6 +373,152 @@ def doctor() -> None:
     from cli.commands import doctor
 
     _run("doctor", doctor.doctor_body(), doctor.doctor_render)
+
+
+# ---------------------------------------------------------------- fleet
+ACCOUNTS_FILE_HELP = "An accounts.toml ([[account]] name + mcp_url | truto_account_id | vapi_api_key; ${ENV} allowed)."
+TRUTO_API_HELP = "Truto's API base URL (default https://api.truto.one; env VAPI_AGENT_TRUTO_API)."
+SANDBOX_ACCOUNTS_HELP = "With the embedded sandbox: how many simulated accounts (default 5)."
+
+
+def _fleet_source(accounts: str | None, truto_api: str | None, sandbox_accounts: int | None) -> dict[str, Any]:
+    return {"accounts_file": accounts, "truto_api": truto_api, "sandbox_accounts": sandbox_accounts}
+
+
+@fleet_app.command("accounts")
+def fleet_accounts(
+    tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's accounts."),
+    status: str | None = typer.Option(None, "--status", help="Only accounts in this status (active, needs_reauth...)."),
+    accounts: str | None = typer.Option(None, "--accounts", help=ACCOUNTS_FILE_HELP),
+    truto_api: str | None = typer.Option(None, "--truto-api", help=TRUTO_API_HELP),
+    sandbox_accounts: int | None = typer.Option(None, "--sandbox-accounts", help=SANDBOX_ACCOUNTS_HELP),
+) -> None:
+    """List the accounts of the fleet (Truto with TRUTO_API_TOKEN, --accounts FILE, or the sandbox)."""
+    from cli.commands import fleet
+
+    _run("fleet.accounts", fleet.accounts_body(_fleet_source(accounts, truto_api, sandbox_accounts), tenant, status),
+         fleet.accounts_render)
+
+
+@fleet_app.command("cleanup")
+def fleet_cleanup(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be deleted."),
+    run_id: str | None = typer.Option(None, "--run", help="Only the servers of this fleet run."),
+    accounts: str | None = typer.Option(None, "--accounts", help=ACCOUNTS_FILE_HELP),
+    truto_api: str | None = typer.Option(None, "--truto-api", help=TRUTO_API_HELP),
+    sandbox_accounts: int | None = typer.Option(None, "--sandbox-accounts", help=SANDBOX_ACCOUNTS_HELP),
+) -> None:
+    """Delete leftover MCP servers minted by vapi-agent (named "vapi-agent ..."); idempotent."""
+    from cli.commands import fleet
+
+    _run("fleet.cleanup", fleet.cleanup_body(_fleet_source(accounts, truto_api, sandbox_accounts), dry_run, run_id),
+         fleet.cleanup_render)
+
+
+QUEUE_URL_HELP = "PostgreSQL URL of the fleet queue: enqueue for `vapi-agent worker`s (env VAPI_AGENT_QUEUE_URL)."
+
+
+def _fleet_run(workflow: str, params: dict[str, Any], *, accounts: str | None, truto_api: str | None,
+               sandbox_accounts: int | None, tenant: str | None, status: str | None, account: list[str],
+               concurrency: int, out: str | None, queue_url: str | None, detach: bool) -> None:
+    from cli.commands import fleet
+
+    fleet_params = dict(workflow=workflow, params=params,
+                        source=_fleet_source(accounts, truto_api, sandbox_accounts), tenant=tenant, status=status,
+                        names=tuple(account), concurrency=concurrency, out=out, detach=detach)
+    _run(f"fleet.{workflow}", fleet.fleet_run_body(fleet_params, queue_url), fleet.fleet_render, lock=True)
+
+
+@fleet_app.command("qa-grade")
+def fleet_qa_grade(
+    assistant: str = typer.Option(..., "--assistant", help="Assistant id, or its exact whole name (in every account)."),
+    last: int = typer.Option(5, "--last", help="How many of the newest ended calls to grade per account."),
+    since: str | None = typer.Option(None, "--since", help="Only calls created within this window (7d, 12h)."),
+    metric: str | None = typer.Option(None, "--metric", help="Scorecard or numeric structured output."),
+    threshold: float = typer.Option(80.0, "--threshold", help="A call fails when its value is below this."),
+    recordings: str = typer.Option("failing", "--recordings", help="failing | all | none"),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore checkpoints of earlier runs."),
+    accounts: str | None = typer.Option(None, "--accounts", help=ACCOUNTS_FILE_HELP),
+    truto_api: str | None = typer.Option(None, "--truto-api", help=TRUTO_API_HELP),
+    sandbox_accounts: int | None = typer.Option(None, "--sandbox-accounts", help=SANDBOX_ACCOUNTS_HELP),
+    tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's accounts."),
+    status: str | None = typer.Option(None, "--status", help="Only accounts in this status (e.g. active)."),
+    account: list[str] = typer.Option([], "--account", help="Only this account (repeatable)."),
+    concurrency: int = typer.Option(8, "--concurrency", help="Accounts at a time (in-process runs)."),
+    out: str | None = typer.Option(None, "--out", help="Folder for the fleet summary and DIR/accounts/<name>/ files."),
+    queue_url: str | None = typer.Option(None, "--queue-url", help=QUEUE_URL_HELP),
+    detach: bool = typer.Option(False, "--detach", help="With --queue-url: enqueue, print the run id, return."),
+) -> None:
+    """qa-grade on every account of the fleet, one least-privilege MCP server per job; one fleet table."""
+    params = dict(assistant=assistant, last=last, since=since, metric=metric, threshold=threshold,
+                  recordings=recordings, fresh=fresh)
+    _fleet_run("qa-grade", params, accounts=accounts, truto_api=truto_api, sandbox_accounts=sandbox_accounts,
+               tenant=tenant, status=status, account=account, concurrency=concurrency, out=out, queue_url=queue_url,
+               detach=detach)
+
+
+@fleet_app.command("report")
+def fleet_report(
+    since: str | None = typer.Option(None, "--since", help="The window back from now (or --to): 7d, 24h (default 7d)."),
+    start: str | None = typer.Option(None, "--from", help="Window start, ISO 8601."),
+    end: str | None = typer.Option(None, "--to", help="Window end (exclusive), ISO 8601."),
+    tz: str = typer.Option("UTC", "--tz", help="Time zone of the report's days (IANA name)."),
+    group_by: str = typer.Option("assistant", "--group-by", help="assistant | endedReason | squad"),
+    formats: str | None = typer.Option(None, "--format", help="Per-account files: md,csv,html,json,png."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Run as if now were this ISO time."),
+    source: str = typer.Option("auto", "--source", help="auto | analytics | calls"),
+    accounts: str | None = typer.Option(None, "--accounts", help=ACCOUNTS_FILE_HELP),
+    truto_api: str | None = typer.Option(None, "--truto-api", help=TRUTO_API_HELP),
+    sandbox_accounts: int | None = typer.Option(None, "--sandbox-accounts", help=SANDBOX_ACCOUNTS_HELP),
+    tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's accounts."),
+    status: str | None = typer.Option(None, "--status", help="Only accounts in this status (e.g. active)."),
+    account: list[str] = typer.Option([], "--account", help="Only this account (repeatable)."),
+    concurrency: int = typer.Option(8, "--concurrency", help="Accounts at a time (in-process runs)."),
+    out: str | None = typer.Option(None, "--out", help="Folder for the fleet summary and DIR/accounts/<name>/ files."),
+    queue_url: str | None = typer.Option(None, "--queue-url", help=QUEUE_URL_HELP),
+    detach: bool = typer.Option(False, "--detach", help="With --queue-url: enqueue, print the run id, return."),
+) -> None:
+    """report on every account of the fleet: volume, minutes, cost and change per account; one fleet table."""
+    params = dict(since=since, start=start, end=end, tz=tz, group_by=group_by, formats=formats, as_of=as_of,
+                  source=source)
+    _fleet_run("report", params, accounts=accounts, truto_api=truto_api, sandbox_accounts=sandbox_accounts,
+               tenant=tenant, status=status, account=account, concurrency=concurrency, out=out, queue_url=queue_url,
+               detach=detach)
+
+
+@fleet_app.command("status")
+def fleet_status(
+    run_id: str = typer.Argument(..., help="The fleet run id (printed when the run started)."),
+    queue_url: str | None = typer.Option(None, "--queue-url", help=QUEUE_URL_HELP),
+    watch: bool = typer.Option(False, "--watch", help="Follow the run until every job has ended."),
+    interval: float = typer.Option(2.0, "--interval", help="Seconds between checks with --watch."),
+) -> None:
+    """A fleet run's accounts: finished (with their results) and pending."""
+    from cli.commands import fleet
+
+    _run("fleet.status", fleet.fleet_status_body(run_id, queue_url, watch, interval), fleet.fleet_render)
+
+
+@fleet_app.command("resume")
+def fleet_resume(
+    run_id: str = typer.Argument(..., help="The fleet run id."),
+    queue_url: str | None = typer.Option(None, "--queue-url", help=QUEUE_URL_HELP),
+) -> None:
+    """Finish a fleet run whose process or workers stopped (finished accounts are not redone)."""
+    from cli.commands import fleet
+
+    _run("fleet.resume", fleet.fleet_resume_body(run_id, queue_url), fleet.fleet_render, lock=True)
+
+
+@app.command("worker")
+def worker(
+    queue_url: str | None = typer.Option(None, "--queue-url", help=QUEUE_URL_HELP),
+    concurrency: int | None = typer.Option(None, "--concurrency", help="Jobs at a time per worker (fleet-wide)."),
+) -> None:
+    """Run fleet jobs from the queue (PostgreSQL with --queue-url) until Ctrl-C or SIGTERM."""
+    from cli.commands import fleet
+
+    _run("worker", fleet.worker_body(queue_url, concurrency), None)
 
 
 @logs_app.command("list")

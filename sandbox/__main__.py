@@ -36,11 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = options_from_namespace(ns)
     try:
         config = options.to_config()
+        fleet = options.to_fleet_config()
     except ValueError as exc:
         parser.error(str(exc))
     if ns.command == "stdio":
+        if fleet is not None:
+            parser.error("--accounts needs HTTP: use serve")
         return run_stdio(config)
-    return serve(config, options.host, options.port, access_log=not ns.no_access_log)
+    return serve(fleet or config, options.host, options.port, access_log=not ns.no_access_log)
 
 
 if __name__ == "__main__":

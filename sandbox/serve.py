@@ -19,12 +19,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import uvicorn
 
 from sandbox.app import Sandbox
+from sandbox.fleet import FleetConfig, SandboxFleet
 from sandbox.world.config import DEFAULT_API_KEY, RateLimit, SandboxConfig
 from sandbox.world.ids import parse_iso
 
@@ -97,7 +98,8 @@ class ServerThread:
     uvicorn is accepting; ``stop()`` shuts down gracefully (lifespan shutdown included).
     """
 
-    def __init__(self, sandbox: Sandbox, host: str = DEFAULT_HOST, port: int = 0, *, access_log: bool = False) -> None:
+    def __init__(self, sandbox: Sandbox | SandboxFleet, host: str = DEFAULT_HOST, port: int = 0, *,
+                 access_log: bool = False) -> None:
         self.sandbox = sandbox
         self.host = host
         self.port = port
@@ -206,6 +208,8 @@ class ServeOptions:
     drop_sse: bool = False
     time_scale: float | None = None
     link_ttl: float | None = None
+    accounts: int | None = None
+    api_token: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_config(self) -> SandboxConfig:
@@ -242,6 +246,15 @@ class ServeOptions:
             raise ValueError("error rate must be between 0 and 1")
         return SandboxConfig(**values)
 
+    def to_fleet_config(self) -> FleetConfig | None:
+        """With ``--accounts N``: the fleet of N accounts, each configured by ``to_config()``; else None."""
+        if self.accounts is None:
+            return None
+        if self.accounts < 1:
+            raise ValueError("--accounts must be at least 1")
+        fleet = FleetConfig(accounts=self.accounts, base=self.to_config())
+        return replace(fleet, api_token=self.api_token) if self.api_token else fleet
+
 
 def _choice(what: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
@@ -274,6 +287,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     add("--drop-sse", action="store_true", help="SSE chat streams stop early")
     add("--time-scale", type=float, help="campaign clock speed-up")
     add("--link-ttl", type=float, help="seconds a recording link lives")
+    add("--accounts", type=int, help="serve a Truto environment with N Vapi accounts and the admin API")
+    add("--api-token", help="the Truto API token of --accounts (default: random, printed)")
 
 
 def options_from_namespace(ns: argparse.Namespace) -> ServeOptions:
@@ -303,6 +318,21 @@ def banner(sandbox: Sandbox, *, custom_key: bool) -> list[str]:
     return lines
 
 
+def fleet_banner(fleet: SandboxFleet) -> list[str]:
+    """What ``serve --accounts N`` prints: the Truto API base URL and its token (the one place it is shown)."""
+    reauth = sum(a.status == "needs_reauth" for a in fleet.accounts)
+    sandboxed = sum(a.is_sandbox for a in fleet.accounts)
+    return [
+        f"Truto sandbox: {len(fleet.accounts)} Vapi accounts ({reauth} needs_reauth, {sandboxed} in sandbox mode), "
+        f"{fleet.config.base.calls} calls each",
+        f"  Truto API (admin):  {fleet.api_url}",
+        f"  TRUTO_API_TOKEN={fleet.config.api_token}",
+        "    keep it private: it lists the accounts and mints their MCP servers",
+        f"  try: TRUTO_API_TOKEN=... vapi-agent fleet accounts --truto-api {fleet.api_url}",
+        "Press Ctrl-C to stop.",
+    ]
+
+
 def _stderr_log_config() -> dict[str, Any]:
     """uvicorn's logging config with the access log on stderr too: stdout carries only the banner."""
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
@@ -311,7 +341,7 @@ def _stderr_log_config() -> dict[str, Any]:
 
 
 def serve(
-    config: SandboxConfig,
+    config: SandboxConfig | FleetConfig,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     *,
@@ -320,11 +350,11 @@ def serve(
 ) -> int:
     """Serve in the foreground until Ctrl-C / SIGTERM; returns the exit code (0 on a clean stop).
 
-    The banner goes to ``out`` (default: stdout); uvicorn's logs, the redacted access log included,
-    go to stderr.
+    ``config``: one sandbox, or a fleet of accounts behind Truto's admin API. The banner goes to
+    ``out`` (default: stdout); uvicorn's logs, the redacted access log included, go to stderr.
     """
     emit = out or (lambda line: print(line, flush=True))
-    sandbox = Sandbox(config)
+    sandbox: Sandbox | SandboxFleet = SandboxFleet(config) if isinstance(config, FleetConfig) else Sandbox(config)
     sock = _bind(host, port)
     sandbox.public_url = _origin(host, sock.getsockname()[1])
     uv_config = uvicorn.Config(
@@ -338,7 +368,11 @@ def serve(
     # after uvicorn.Config: it (re)configures its loggers when created
     redactor = install_redactor(config.token)
     server = uvicorn.Server(uv_config)
-    for line in banner(sandbox, custom_key=config.api_key != DEFAULT_API_KEY):
+    if isinstance(sandbox, SandboxFleet):
+        lines = fleet_banner(sandbox)
+    else:
+        lines = banner(sandbox, custom_key=sandbox.config.api_key != DEFAULT_API_KEY)
+    for line in lines:
         emit(line)
     try:
         asyncio.run(server.serve(sockets=[sock]))

@@ -43,13 +43,16 @@ ALLOWED: dict[str, set[str]] = {
     "workflows.squad": {"agent.*", "workflows.steps"},
     "workflows.steps": {"agent.*"},
     "workflows.chat_tools": {"agent.*", "workflows.*"},  # offers every workflow to the chat agent
+    "workflows.fleet": {"agent.*", "workflows.*"},  # runs the qa-grade and report pipelines per account
     "workflows": {"agent.*"},
     # the library: the composition on top, its parts below it, the foundation at the bottom
     "agent": {"agent.*"},
-    "agent.runtime": {"agent.*", "sandbox.app", "sandbox.world.config"},  # the one door into the sandbox
+    # the one door into the sandbox
+    "agent.runtime": {"agent.*", "sandbox.app", "sandbox.fleet", "sandbox.world.config"},
     "agent.mcp": AGENT_FOUNDATION | {"agent.ratelimit.*"},
     "agent.ratelimit": AGENT_FOUNDATION,
     "agent.store": AGENT_FOUNDATION,
+    "agent.fleet": AGENT_FOUNDATION | {"agent.ratelimit.*", "agent.mcp.servers"},
     "agent.model": AGENT_FOUNDATION,
     "agent.toolconv": set(),
     **{name: AGENT_FOUNDATION for name in AGENT_FOUNDATION if name != "agent"},

@@ -204,7 +204,12 @@ _vaults_lock = threading.Lock()
 
 
 def vault_for(sandbox: SandboxCore) -> RecordingVault:
-    """The sandbox's vault (created on first use; one per sandbox, so one secret per sandbox)."""
+    """The sandbox's vault (created on first use; one per sandbox, so one secret per sandbox).
+
+    A view of a sandbox (a Truto server minted for an account sees it through one) names the sandbox
+    it stands for in ``base_sandbox``: links it hands out must open on that sandbox's REST app.
+    """
+    sandbox = getattr(sandbox, "base_sandbox", sandbox)
     with _vaults_lock:
         vault = _vaults.get(sandbox)
         if vault is None:
@@ -219,6 +224,7 @@ def storage_origin(public_url: str) -> str:
     the 302 drop the ``Authorization`` header (httpx does on a cross-host redirect), which the
     storage refuses. The sandbox keeps that property: ``127.0.0.1`` <-> ``localhost`` (same
     server, same port) and ``x.localhost`` -> ``storage.x.localhost``; any other host is kept.
+    A path prefix stays (an account of a sandbox fleet lives under ``/a/<account id>``).
     """
     parts = urlsplit(public_url)
     host = parts.hostname or ""
@@ -231,7 +237,7 @@ def storage_origin(public_url: str) -> str:
     else:
         return public_url.rstrip("/")
     netloc = other if parts.port is None else f"{other}:{parts.port}"
-    return f"{parts.scheme}://{netloc}"
+    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
 def recording_bytes(sandbox: SandboxCore, call_id: str, kind: str) -> bytes:

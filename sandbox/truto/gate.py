@@ -165,12 +165,16 @@ class TrutoGate:
     redacted to ``/mcp/***``.
     """
 
-    def __init__(self, app: ASGIApp, sandbox: SandboxCore, *, started_at: float) -> None:
+    def __init__(self, app: ASGIApp, sandbox: SandboxCore, *, started_at: float,
+                 limiter: FixedWindowLimiter | None = None, log_extra: dict[str, Any] | None = None) -> None:
         self.app = app
         self.sandbox = sandbox
         self.started_at = started_at
         rate = sandbox.config.rate_limit
-        self.limiter = FixedWindowLimiter(rate) if rate else None
+        # ``limiter``: a shared one (every MCP server minted for one Truto account counts against the
+        # account's limit); ``log_extra``: tags added to each log entry (the minted server's id).
+        self.limiter = limiter or (FixedWindowLimiter(rate) if rate else None)
+        self.log_extra = dict(log_extra or {})
 
     def expired(self, now: float) -> bool:
         """True once ``expires_in`` seconds have passed since the sandbox started."""
@@ -218,6 +222,7 @@ class TrutoGate:
                     rpc_method=info.method,
                     tool=info.tool,
                     arguments=info.arguments,
+                    extra=dict(self.log_extra),
                 )
             )
 
