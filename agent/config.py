@@ -39,6 +39,8 @@ ENV_VARS: dict[str, str] = {
     "max_wait_per_run": "VAPI_AGENT_MAX_WAIT_PER_RUN",
     "concurrency": "VAPI_AGENT_CONCURRENCY",
     "deadline": "VAPI_AGENT_DEADLINE",
+    "max_download_bytes": "VAPI_AGENT_MAX_DOWNLOAD_BYTES",
+    "write_dirs": "VAPI_AGENT_WRITE_DIRS",
     "truto_api": "VAPI_AGENT_TRUTO_API",
     "queue_url": "VAPI_AGENT_QUEUE_URL",
     "truto_api_token": "TRUTO_API_TOKEN",
@@ -63,6 +65,7 @@ class Settings:
     read_only: bool = False
     yes: bool = False
     allow: tuple[str, ...] = ()
+    write_dirs: tuple[str, ...] = ()  # folders (besides the working directory) the agent may write files in
     tools: tuple[str, ...] = ()
     exclude_tools: tuple[str, ...] = ()
     json: bool = False
@@ -74,6 +77,7 @@ class Settings:
     max_wait_per_run: float = 900.0
     concurrency: int = 8
     deadline: float | None = None
+    max_download_bytes: int = 512 * 1024 * 1024  # = agent.media.DEFAULT_MAX_DOWNLOAD_BYTES
     truto_api: str | None = None
     queue_url: str | None = None
     truto_api_token: str | None = None
@@ -211,6 +215,8 @@ def load_settings(
             raise ConfigError(f"unknown option {name}")
         merged[name] = _coerce(name, value) if not isinstance(value, (bool, int, float, tuple)) else value
     settings = replace(Settings(), **merged)
+    if settings.max_download_bytes < 1:
+        raise ConfigError(f"--max-download-bytes must be at least 1 (got {settings.max_download_bytes})")
     if settings.mcp_kind and settings.mcp_kind not in MCP_KINDS:
         raise ConfigError(f"unknown --mcp-kind {settings.mcp_kind!r}", hint=f"choose one of {', '.join(MCP_KINDS)}")
     for secret_field in SECRET_FIELDS:

@@ -206,6 +206,7 @@ class ServeOptions:
     write_fault_count: int | None = None
     expire_first: bool = False
     drop_sse: bool = False
+    hostile: bool = False
     time_scale: float | None = None
     link_ttl: float | None = None
     accounts: int | None = None
@@ -240,6 +241,8 @@ class ServeOptions:
             values["expire_first"] = True
         if self.drop_sse:
             values["drop_sse"] = True
+        if self.hostile:
+            values["hostile"] = True
         if values.get("page_cap", 1) < 1:
             raise ValueError("page cap must be at least 1")
         if not 0.0 <= values.get("error_rate", 0.0) <= 1.0:
@@ -285,6 +288,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     add("--write-fault-count", type=int, help="how many writes get the fault (0 = all)")
     add("--expire-first", action="store_true", help="the first recording link is born expired")
     add("--drop-sse", action="store_true", help="SSE chat streams stop early")
+    add("--hostile", action="store_true", help="plant hostile data: a ../ call id, control codes in a name")
     add("--time-scale", type=float, help="campaign clock speed-up")
     add("--link-ttl", type=float, help="seconds a recording link lives")
     add("--accounts", type=int, help="serve a Truto environment with N Vapi accounts and the admin API")

@@ -18,7 +18,7 @@ from agent.errors import AgentError, ApprovalRequired, ConfigError, ToolError
 from agent.mcp.catalogue import CatalogueTool, merge_catalogue
 from agent.mcp.connection import Connection
 from agent.mcp.decode import ToolOutput
-from agent.policy import Access, WriteGate
+from agent.policy import Access, Approval, WriteGate
 from agent.redact import redact_data
 from agent.usage import Usage
 
@@ -134,12 +134,34 @@ class Hub:
             record.error = exc.line() if isinstance(exc, AgentError) else str(exc)
             raise
         finally:
-            self.records.append(record)
-            sink = CALL_SINK.get()
-            if sink is not None:
-                sink.append(record)
-            if self.on_call is not None:
-                self.on_call(record)
+            self._record(record)
+
+    async def approve_local(self, name: str, arguments: dict[str, Any]) -> Approval:
+        """Gate an effect a workflow tool has on this machine (writing files), as a write named ``name``.
+
+        Refused under read-only, needs ``--yes``/``--allow NAME``/a yes otherwise; recorded like a call
+        (nothing is dispatched), so the run log and the loop's record say who approved it.
+        """
+        args = dict(arguments)
+        record = CallRecord(name=name, arguments=redact_data(args), ok=False, approved_by=None,
+                            access=Access.WRITE.value)
+        try:
+            approval: Approval = await self._approve(name, args, Access.WRITE, Access.WRITE)
+            record.approved_by, record.ok, record.outcome = approval.approved_by, True, "ok"
+            return approval
+        except ApprovalRequired as exc:
+            record.outcome, record.error = "refused", exc.line()
+            raise
+        finally:
+            self._record(record)
+
+    def _record(self, record: CallRecord) -> None:
+        self.records.append(record)
+        sink = CALL_SINK.get()
+        if sink is not None:
+            sink.append(record)
+        if self.on_call is not None:
+            self.on_call(record)
 
     async def _approve(self, name: str, args: dict[str, Any], access: Access, at_least: Access | None) -> Any:
         """The gate's decision; for writes under the approval lock, so prompts never overlap."""

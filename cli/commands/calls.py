@@ -57,11 +57,15 @@ def calls_recording_body(call_id: str, kind: str, out: str | None) -> Body:
         kinds = ("mono", "stereo", "customer", "assistant", "video")
         if kind not in kinds:
             raise ConfigError(f"--kind {kind!r} is not one of {', '.join(kinds)}")
+        from agent.files import is_safe_name
+
+        if out is None and not is_safe_name(call_id):
+            raise ConfigError(f"the call id {call_id!r} cannot name a file", hint="give the file with --out FILE")
         dest = Path(out or f"{call_id}-{kind}.{'mp4' if kind == 'video' else 'wav'}")
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, store=None) as rt:
             progress = _byte_progress(rt.show_progress)
             saved = await download_recording(lambda: rt.vapi.recording_link(call_id, kind), dest, rt.media_http,
-                                             progress=progress)
+                                             max_bytes=ctx.settings.max_download_bytes, progress=progress)
         return Outcome(result=saved.to_dict())
 
     return body

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError, ToolError
+from agent.errors import ConfigError, ToolError, UnsafeInput
+from agent.files import path_inside
 from agent.media import download_recording
 from agent.runtime import Runtime
 from agent.timeparse import parse_duration
@@ -124,7 +125,12 @@ async def _grade_one(rt: Runtime, params: QAParams, assistant: dict[str, Any], m
     if value is None:
         entry["notes"].append(f"the call has no {metric.name} value")
     if params.recordings == "all" or (params.recordings == "failing" and failed):
-        entry["recording"] = await _fetch_recording(rt, params, call, entry)
+        try:
+            entry["recording"] = await _fetch_recording(rt, params, call, entry)
+        except UnsafeInput as exc:  # this call's recording is refused; the run goes on
+            entry["notes"].append(f"recording not saved: {exc.message}")
+            result.errors.append({"code": exc.code, "message": f"call {call['id']!r}: {exc.line()}",
+                                  "call_id": call["id"]})
     analysed = False
     if failed and rt.model is not None:
         analysis = await analyse_call(rt.model, call, assistant, metric.name, value, params.threshold)
@@ -153,9 +159,11 @@ def _checkpoint_usable(cached: dict[str, Any], params: QAParams) -> bool:
 
 async def _fetch_recording(rt: Runtime, params: QAParams, call: dict[str, Any],
                            entry: dict[str, Any]) -> dict[str, Any] | None:
-    dest = Path(params.recordings_dir) / f"{call['id']}-mono.wav"
+    # The id comes from the server: it names a file only if it is a safe token inside the folder.
+    dest = path_inside(Path(params.recordings_dir), f"{call['id']}-mono.wav", what=f"the call id {call['id']!r}")
     try:
-        saved = await download_recording(lambda: rt.vapi.recording_link(call["id"], "mono"), dest, rt.media_http)
+        saved = await download_recording(lambda: rt.vapi.recording_link(call["id"], "mono"), dest, rt.media_http,
+                                         max_bytes=rt.settings.max_download_bytes)
     except ToolError as exc:
         if exc.status == 404:
             reason = call.get("endedReason") or "unknown"
