@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from agent.errors import AgentError, ApprovalRequired, ModelError, ToolError, internal_error
+from agent.errors import AgentError, ApprovalRequired, ConfigError, ModelError, ToolError, internal_error
 from agent.mcp.decode import ToolOutput
 from agent.mcp.hub import CALL_SINK, CallRecord
 from agent.model import ChatModel, ModelTurn, ToolCall
@@ -333,7 +333,7 @@ class AgentRun:
             record.update(outcome="refused", refused=exc.line())
             slot.refusal = exc
             slot.text = f"REFUSED: {exc.line()}. Do not retry it; tell the user what would have run."
-        except ToolError as exc:
+        except (ToolError, ConfigError) as exc:  # a workflow's bad input is the model's to fix
             record.update(outcome="error", error=exc.line())
             slot.text = f"ERROR: {exc.line()}"
         except asyncio.CancelledError:
@@ -343,6 +343,9 @@ class AgentRun:
             record.update(outcome="error", error=exc.line() if isinstance(exc, AgentError) else repr(exc))
             raise
         finally:
+            for made_call in made:
+                if made_call.write is not None:  # a write cut in flight, looked up: say what became of it
+                    record["write"] = {k: v for k, v in made_call.write.to_dict().items() if k in ("state", "id")}
             writes = [r.approved_by for r in made if r.access != Access.READ.value]
             record["approved_by"] = writes[-1] if writes else made[-1].approved_by if made else record["approved_by"]
             self.emit(AgentEvent("tool_end", {"name": record["name"], "ok": record["ok"],

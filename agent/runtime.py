@@ -7,6 +7,7 @@ the model (or None), an HTTP client for media (no credentials), usage counters a
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -275,13 +276,17 @@ async def open_runtime(
 
         run_store = None
         if store == "default":
-            from agent.store import RunStore
+            from agent.store.writer import BackgroundStore
 
-            run_store = RunStore()
+            background = BackgroundStore()  # checkpoints and chat runs: written off the event loop
+            stack.push_async_callback(asyncio.to_thread, background.close)
+            run_store = background
         elif store is not None:
             run_store = store
+        vapi = VapiFacade(hub)
+        hub.lookup_interrupted = vapi.lookup_interrupted  # a create cut in flight is looked up before the run ends
         yield Runtime(
-            settings=settings, hub=hub, vapi=VapiFacade(hub), model=chat_model, media_http=media_http,
+            settings=settings, hub=hub, vapi=vapi, model=chat_model, media_http=media_http,
             usage=usage, store=run_store, sandbox=sandbox_obj, notice=say,
             price=price_for(chat_model.name) if chat_model is not None else None,
         )

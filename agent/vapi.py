@@ -10,25 +10,36 @@ serves), then Vapi's official MCP server names. Argument and result shapes diffe
   artifacts are reported as missing there.
 
 Writes (create/update) reconcile an ambiguous failure (timeout or 5xx after sending) by looking the
-object up (name, creation time, parameters) before anything could be sent again; they never resend.
+object up before anything could be sent again; they never resend. Only an object created after the
+request was sent and carrying the fields sent counts; "not found yet" is looked at once more before a
+write is declared not applied. A create cut while in flight (deadline, Ctrl-C) is looked up the same
+way, within a few seconds, by ``lookup_interrupted`` (the hub calls it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.errors import AmbiguousWrite, ConfigError, MissingCapability, ToolError, UpstreamError
+from agent.errors import AgentError, AmbiguousWrite, ConfigError, MissingCapability, ToolError, UpstreamError
+from agent.inflight import WriteReport
 from agent.mcp.catalogue import CatalogueTool
 from agent.mcp.decode import ToolOutput
 from agent.mcp.hub import Hub
 from agent.timeparse import iso_ms
 
 log = logging.getLogger(__name__)
+
+CLOCK_SKEW = 2.0  # seconds our clock may be ahead of the server's when matching createdAt
+RECHECK_AFTER = 2.0  # seconds before the second look for an object not found yet
+INTERRUPTED_LOOKUP = 5.0  # seconds a run that is stopping spends looking up a write it cut
+# What to run to check by hand, per list operation (otherwise `tools call <list tool>`).
+CHECK_COMMANDS = {"campaigns.list": "vapi-agent campaign list"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,7 @@ OPERATIONS: dict[str, tuple[Binding, ...]] = {
     "calls.create": (_truto("create_a_vapi_call"), _vapi("create_call")),
     "assistants.list": (_truto("list_all_vapi_assistants"), _vapi("list_assistants")),
     "assistants.get": (_truto("get_single_vapi_assistant_by_id"), _vapi("get_assistant")),
+    "assistants.create": (_truto("create_a_vapi_assistant"), _vapi("create_assistant")),
     "phone_numbers.list": (_truto("list_all_vapi_phone_numbers"), _vapi("list_phone_numbers")),
     "phone_numbers.get": (_truto("get_single_vapi_phone_number_by_id"), _vapi("get_phone_number")),
     "squads.list": (_truto("list_all_vapi_squads"),),
@@ -93,6 +105,35 @@ WORKFLOW_NEEDS: dict[str, dict[str, str]] = {
 
 def _iso(value: datetime | str | None) -> str | None:
     return value if value is None or isinstance(value, str) else iso_ms(value)
+
+
+def _epoch(value: Any) -> float | None:
+    """Epoch seconds of an ISO 8601 ``createdAt`` (None when absent or unreadable)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def carries_fields(candidate: dict[str, Any], body: dict[str, Any]) -> bool:
+    """Whether ``candidate`` holds what was sent: every scalar field equal, every list of the same length
+    (nested objects are left to the caller's ``matches``: servers normalise them, e.g. timestamps)."""
+    for key, sent in body.items():
+        if isinstance(sent, (str, int, float, bool)) and candidate.get(key) != sent:
+            return False
+        if isinstance(sent, list) and len(candidate.get(key) or []) != len(sent):
+            return False
+    return True
+
+
+def _check_command(list_operation: str | None, facade: VapiFacade) -> str:
+    if list_operation in CHECK_COMMANDS:
+        return CHECK_COMMANDS[list_operation]
+    found = facade.binding(list_operation) if list_operation else None
+    return f"vapi-agent tools call {found[1].name}" if found else "vapi-agent tools list"
 
 
 def _items(data: Any) -> tuple[list[dict[str, Any]], str | None]:
@@ -293,10 +334,12 @@ class VapiFacade:
 
     # ------------------------------------------------------------ writes, reconciled
     async def create(self, operation: str, body: dict[str, Any], *,
-                     matches: Callable[[dict[str, Any]], bool], list_operation: str) -> dict[str, Any]:
-        """Create once. An ambiguous failure is reconciled by listing objects created since we sent
-        (minus a few seconds of clock skew) that ``matches``; found: it is returned; not found: the
-        failure is reported. The request is never sent twice.
+                     matches: Callable[[dict[str, Any]], bool] | None = None, list_operation: str,
+                     existing_ids: Iterable[str] = ()) -> dict[str, Any]:
+        """Create once. An ambiguous failure (timeout, 5xx after sending) is reconciled before anything
+        could be sent again: ``find_created`` looks for an object created after the request was sent
+        that carries the fields sent (and ``matches``); found, it is the result; not found after a
+        second look, the write is reported as not applied. The request is never sent twice.
         """
         _, tool = self._require(operation)
         sent_at = self.clock()
@@ -304,19 +347,73 @@ class VapiFacade:
             data = await self._call(tool, body)
         except AmbiguousWrite as exc:
             log.warning("%s; reconciling before anything is sent again", exc.line())
-            since = datetime.fromtimestamp(sent_at - 10, tz=UTC)
-            candidates = await self.list_all(list_operation, createdAtGe=_iso(since))
-            found = [c for c in candidates if matches(c)]
-            if len(found) >= 1:
-                log.warning("reconciled: the %s was created (id %s)", operation, found[0].get("id"))
-                return found[0]
+            found = await self.find_created(list_operation, body, sent_at, matches=matches,
+                                            existing_ids=existing_ids)
+            if found is not None:
+                log.warning("reconciled: the %s was created (id %s)", operation, found.get("id"))
+                return found
             raise UpstreamError(
-                f"{operation} failed: {exc.message}; no matching object exists, so nothing was created",
+                f"{operation} failed: {exc.message}; no matching object was created after it was sent "
+                f"(looked twice, {RECHECK_AFTER:g} s apart), so nothing was created",
                 hint="check the server and try again", status=exc.status,
             ) from None
         if not isinstance(data, dict):
             raise ToolError(f"{tool.name} returned {type(data).__name__}, expected the created object")
         return data
+
+    async def find_created(self, list_operation: str, body: dict[str, Any], sent_at: float, *,
+                           matches: Callable[[dict[str, Any]], bool] | None = None,
+                           existing_ids: Iterable[str] = (), recheck_after: float = RECHECK_AFTER,
+                           ) -> dict[str, Any] | None:
+        """The object a create sent at ``sent_at`` made, if any: created after it was sent (``createdAt``,
+        allowing ``CLOCK_SKEW``), carrying the fields sent, accepted by ``matches``, and not among
+        ``existing_ids`` (seen before sending). "Not found yet" is looked at once more after
+        ``recheck_after`` seconds (a server may list a new object a moment late).
+        """
+        known = set(existing_ids)
+        since = sent_at - CLOCK_SKEW
+
+        def made_by_us(candidate: dict[str, Any]) -> bool:
+            created = _epoch(candidate.get("createdAt"))
+            return (created is not None and created >= since and candidate.get("id") not in known
+                    and carries_fields(candidate, body) and (matches is None or matches(candidate)))
+
+        for attempt in (1, 2):
+            listed = await self.list_all(list_operation, createdAtGe=_iso(datetime.fromtimestamp(since, tz=UTC)))
+            found = [c for c in listed if made_by_us(c)]
+            if found:
+                return min(found, key=lambda c: _epoch(c.get("createdAt")) or 0.0)  # the first one after sending
+            if attempt == 1:
+                log.warning("not found yet: no object of %s created since the write was sent; looking again in "
+                            "%g s", list_operation, recheck_after)
+                await asyncio.sleep(recheck_after)
+        return None
+
+    def list_operation_for(self, tool_mcp_name: str) -> str | None:
+        """The list operation that shows what a create tool makes (``create_a_vapi_campaign`` -> campaigns)."""
+        for operation, bindings in OPERATIONS.items():
+            if operation.endswith(".create") and any(b.tool == tool_mcp_name for b in bindings):
+                return operation.replace(".create", ".list")
+        return None
+
+    async def lookup_interrupted(self, tool: str, body: dict[str, Any], sent_at: float) -> WriteReport:
+        """What became of a create cut while in flight (deadline, Ctrl-C, a failing sibling): looked up
+        within ``INTERRUPTED_LOOKUP`` seconds, reported as created (with the id) or as unknown."""
+        known = next((t for t in self.hub.catalogue if t.name == tool), None)
+        list_operation = self.list_operation_for(known.mcp_name if known is not None else tool)
+        report = WriteReport(tool=tool, state="unknown", check=_check_command(list_operation, self))
+        if list_operation is None or self.binding(list_operation) is None:
+            return report
+        try:
+            found = await asyncio.wait_for(
+                self.find_created(list_operation, body, sent_at, recheck_after=INTERRUPTED_LOOKUP / 3),
+                INTERRUPTED_LOOKUP)
+        except (TimeoutError, AgentError) as exc:
+            log.warning("could not look up the interrupted %s: %s", tool, exc)
+            return report
+        if found is not None:
+            report.state, report.object_id = "created", str(found.get("id"))
+        return report
 
     async def update(self, operation: str, object_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         """Update once; an ambiguous failure is reconciled by reading the object back."""

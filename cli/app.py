@@ -92,10 +92,11 @@ def sandbox_serve(ctx: typer.Context) -> None:
 
 @sandbox_app.command("ground-truth", context_settings=PASSTHROUGH, add_help_option=False)
 def sandbox_ground_truth(ctx: typer.Context) -> None:
-    """Write the dataset's ground-truth file (metric values, failing calls, recording hashes)."""
+    """Write the embedded sandbox's ground-truth file (metric values, failing calls, recording hashes)."""
+    from agent.runtime import embedded_sandbox_dir
     from sandbox.__main__ import main as sandbox_main
 
-    raise typer.Exit(sandbox_main(["ground-truth", *ctx.args]))
+    raise typer.Exit(sandbox_main(["ground-truth", "--state-dir", str(embedded_sandbox_dir()), *ctx.args]))
 
 
 @sandbox_app.command("reset")
@@ -150,12 +151,16 @@ def campaign_create(
     max_duration: str | None = typer.Option(None, "--max-duration", help="Stop dialling after this long (2h)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and create nothing."),
     strict: bool = typer.Option(False, "--strict", help="Refuse the run if any CSV row is invalid."),
+    allow_duplicate: bool = typer.Option(
+        False, "--allow-duplicate", help="Create it even if a campaign of this name was created in the last 24 h."
+    ),
 ) -> None:
     """Plan, confirm and create an outbound campaign (exactly once)."""
     from cli.commands import campaign
 
     params = dict(name=name, assistant=assistant, phone_number=phone_number, leads=leads, region=region,
-                  start=start, max_duration=max_duration, dry_run=dry_run, strict=strict)
+                  start=start, max_duration=max_duration, dry_run=dry_run, strict=strict,
+                  allow_duplicate=allow_duplicate)
     _run("campaign.create", campaign.campaign_create_body(params), campaign.campaign_create_render, lock=True)
 
 

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from agent.config import Settings
 from agent.errors import EXIT_INTERRUPTED, AgentError, internal_error
+from agent.inflight import INTERRUPTED_WRITES, WriteReport
 from agent.redact import install_logging_redaction, redact
 from agent.terminal import printable
 from agent.usage import Usage
@@ -118,8 +119,11 @@ def run_command(
     exit_code = 0
     from agent.store import runlog
 
-    run = runlog.start_run(workflow, sys.argv[1:]) if record else None
+    store = runlog.open_store() if record else None
+    run = store.start_run(workflow, sys.argv[1:]) if store is not None else None
     token = runlog.CURRENT_RUN.set(run)
+    interrupted: list[WriteReport] = []  # writes cut in flight, looked up by the hub before the body unwound
+    writes_token = INTERRUPTED_WRITES.set(interrupted)
     try:
         deadline = None if deadline_inside else settings.deadline
         outcome = asyncio.run(_guarded(workflow, settings, body(ctx), lock, deadline))
@@ -147,10 +151,17 @@ def run_command(
             print(printable(redact(text)), end="", file=ctx.stderr, flush=True)
     finally:
         runlog.CURRENT_RUN.reset(token)
+        INTERRUPTED_WRITES.reset(writes_token)
+    for report in interrupted:  # never "nothing was written" while a write may have been: say which
+        envelope.errors.append(report.to_dict())
+        envelope.status = "error" if envelope.status == "error" else "partial"
+        ctx.notice(report.line())
     if run is not None:
         data = envelope.to_dict()
         runlog.record("finish", data["status"], exit_code, data["result"], data["usage"], errors=data["errors"],
                       run=run)
+    if store is not None:
+        store.close()  # writes what is still queued (waiting out another process's lock), then closes
     if settings.json:
         print(envelope.dumps(), file=out, flush=True)
     return exit_code
@@ -171,8 +182,10 @@ async def _guarded(workflow: str, settings: Settings, work: Awaitable[Outcome], 
         try:
             return await asyncio.wait_for(work, timeout=deadline)
         except TimeoutError:
+            cut = INTERRUPTED_WRITES.get()
             raise BudgetExceeded(f"{workflow} did not finish within the --deadline of {deadline:g} s",
-                                 hint="raise --deadline; nothing partial was written") from None
+                                 hint="raise --deadline" if cut else "raise --deadline; nothing partial was written",
+                                 ) from None
 
 
 def _as_agent_error(exc: BaseException) -> AgentError | None:

@@ -1,18 +1,22 @@
-"""``python -m sandbox serve|stdio [options]``: run the simulated Vapi workspace.
+"""``python -m sandbox serve|stdio|ground-truth [options]``: run the simulated Vapi workspace.
 
 ``serve`` runs the REST API and the Truto-style MCP server on one HTTP origin in the foreground;
-``stdio`` serves the MCP server over stdin/stdout. ``vapi-agent sandbox serve`` maps the same flags
-through ``sandbox.serve.ServeOptions``.
+``stdio`` serves the MCP server over stdin/stdout; ``ground-truth`` writes what every generated call
+*is* (``sandbox.world.groundtruth``), of a fresh dataset or, with ``--state-dir``, of a persisted
+workspace as it stands now. ``vapi-agent sandbox serve|ground-truth`` map the same flags through
+``sandbox.serve.ServeOptions`` (``ground-truth`` on the embedded sandbox's workspace by default).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 
 from sandbox.serve import DEFAULT_HOST, DEFAULT_PORT, add_config_arguments, options_from_namespace, serve
 from sandbox.stdio import run_stdio
+from sandbox.world.config import SandboxConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +30,34 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(serve_cmd)
     stdio_cmd = commands.add_parser("stdio", help="serve the MCP server over stdin/stdout")
     add_config_arguments(stdio_cmd)
+    truth_cmd = commands.add_parser("ground-truth", help="write the dataset's ground truth as JSON")
+    truth_cmd.add_argument("--out", default="ground-truth.json", help="file to write (default ground-truth.json)")
+    truth_cmd.add_argument("--recordings", default="failing",
+                           help="whose recordings to hash: failing (default), all, none, or N newest per assistant")
+    truth_cmd.add_argument("--state-dir", help="describe the persisted workspace kept in this folder, as it stands now")
+    add_config_arguments(truth_cmd)
     return parser
+
+
+def write_truth(ns: argparse.Namespace, config: SandboxConfig) -> int:
+    """``ground-truth``: the truth of a fresh dataset, or of the persisted workspace (unless ``--anchor`` pins one)."""
+    from sandbox.app import Sandbox, StateError
+    from sandbox.world.groundtruth import write_ground_truth
+
+    recordings: str | int = int(ns.recordings) if ns.recordings.isdigit() else ns.recordings
+    if recordings not in ("failing", "all", "none") and not isinstance(recordings, int):
+        print(f"error: --recordings {ns.recordings!r} is not failing, all, none or a number", file=sys.stderr)
+        return 2
+    try:
+        sandbox = (Sandbox.persistent(dataclasses.replace(config, living=True), ns.state_dir)
+                   if ns.state_dir and config.anchor is None else Sandbox(config))
+        truth = write_ground_truth(ns.out, sandbox.workspace, recordings=recordings)
+    except (StateError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {ns.out}: {truth['calls']} calls ({truth['counts']['ended']} ended, "
+          f"{truth['counts']['failing']} failing), anchor {truth['anchor']}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if fleet is not None:
             parser.error("--accounts needs HTTP: use serve")
         return run_stdio(config)
+    if ns.command == "ground-truth":
+        if fleet is not None:
+            parser.error("--accounts: the ground truth describes one workspace")
+        return write_truth(ns, config)
     return serve(fleet or config, options.host, options.port, access_log=not ns.no_access_log)
 
 

@@ -148,3 +148,11 @@ def test_processes_started_at_different_times_agree_on_every_ended_call_and_past
     assert all(after[cid]["status"] == "ended" for cid in before)  # the live ones have ended since
     assert _report(tmp_path, past_week, at=t2) == report_before
     assert _recording_sha(tmp_path, recorded, at=t2) == sha_before
+
+    # `sandbox ground-truth` describes this same workspace (what every command above was served).
+    cli(tmp_path, "sandbox", "ground-truth", "--out", "truth.json", "--recordings", "none", at=t2)
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    described = {cid: call for group in truth["assistants"].values() for cid, call in group["calls"].items()}
+    assert truth["anchor"].startswith(t1.isoformat()[:19]) and truth["calls"] > 2000  # arrivals since t1
+    for cid, call in after.items():
+        assert (described[cid]["status"], described[cid]["endedReason"]) == (call["status"], call["endedReason"])

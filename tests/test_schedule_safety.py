@@ -320,3 +320,13 @@ def test_library_add_refuses_a_nul_in_the_working_directory(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="working directory"):
         scheduler.add("x", "@daily", ["report"], cwd="/tmp/a\0b")
     assert not (tmp_path / "s").exists()
+
+
+def test_a_deleted_working_directory_is_a_clear_error(crontab: Path, run: Callable[..., Run], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    refused(add(run, "--", "report"), "current directory no longer exists")
+    nothing_saved(crontab)

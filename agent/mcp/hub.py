@@ -9,18 +9,23 @@ answer always belongs to the call the person just read.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import AgentError, ApprovalRequired, ConfigError, ToolError
+from agent.inflight import INTERRUPTED_WRITES, LookupInterrupted, WriteReport
 from agent.mcp.catalogue import CatalogueTool, merge_catalogue
 from agent.mcp.connection import Connection
 from agent.mcp.decode import ToolOutput
 from agent.policy import Access, Approval, WriteGate
 from agent.redact import redact_data
 from agent.usage import Usage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +42,7 @@ class CallRecord:
     access: str
     error: str | None = None
     outcome: str = "error"
+    write: WriteReport | None = None
 
 
 # Where the records of the calls made by the current task go (besides ``Hub.records``). The agent loop
@@ -55,6 +61,7 @@ class Hub:
     catalogue: list[CatalogueTool] = field(default_factory=list)
     records: list[CallRecord] = field(default_factory=list)
     on_call: Callable[[CallRecord], None] | None = None
+    lookup_interrupted: LookupInterrupted | None = None
     _approval_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     async def load_catalogue(self, *, refresh: bool = False) -> list[CatalogueTool]:
@@ -117,9 +124,15 @@ class Hub:
             approval = await self._approve(name, args, access, at_least)
             record.approved_by = approval.approved_by
             self.usage.tool_calls += 1
-            output = await self._connection(tool.server).call(
-                tool.mcp_name, args, is_write=approval.access is not Access.READ, timeout=timeout,
-            )
+            is_write = approval.access is not Access.READ
+            sent_at = time.time()
+            try:
+                output = await self._connection(tool.server).call(tool.mcp_name, args, is_write=is_write,
+                                                                  timeout=timeout)
+            except asyncio.CancelledError:
+                if is_write:  # cut in flight: it may have been applied; find out before the run ends
+                    record.write = await self._report_interrupted(name, args, sent_at)
+                raise
             record.ok = output.ok
             record.outcome = "ok" if output.ok else "error"
             record.error = output.error.line() if output.error else None
@@ -162,6 +175,19 @@ class Hub:
             sink.append(record)
         if self.on_call is not None:
             self.on_call(record)
+
+    async def _report_interrupted(self, name: str, args: dict[str, Any], sent_at: float) -> WriteReport:
+        """Look up (bounded) what became of a write cut in flight, and hand it to the runner's report."""
+        report = WriteReport(tool=name, state="unknown", check="vapi-agent tools list")
+        if self.lookup_interrupted is not None:
+            try:
+                report = await self.lookup_interrupted(name, args, sent_at)
+            except Exception as exc:  # the run is stopping anyway: say what is known
+                log.warning("could not look up the interrupted %s: %s", name, exc)
+        sink = INTERRUPTED_WRITES.get()
+        if sink is not None:
+            sink.append(report)
+        return report
 
     async def _approve(self, name: str, args: dict[str, Any], access: Access, at_least: Access | None) -> Any:
         """The gate's decision; for writes under the approval lock, so prompts never overlap."""

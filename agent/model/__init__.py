@@ -3,6 +3,11 @@
 Any OpenAI-compatible endpoint works (``OPENAI_BASE_URL``). The SDK's own retries are off
 (``max_retries=0``): a 429 goes through our rate-limit policy, which reads ``retry-after-ms`` /
 ``retry-after`` / ``x-ratelimit-reset-*`` like it reads Truto's headers.
+
+Every answer is checked before it is used: a reply that is not a chat completion (an HTML page from
+a proxy, broken JSON, JSON of another shape, an event stream of something else) is a ``ModelError``
+(exit 3) naming the endpoint and what came back (content type and first bytes, redacted), never an
+empty answer.
 """
 
 from __future__ import annotations
@@ -106,6 +111,7 @@ def require_model(settings: Settings) -> None:
 
 
 Retry = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
+MALFORMED_SHOWN = 80  # first characters of a malformed answer shown in the error
 
 
 class OpenAIChatModel:
@@ -145,7 +151,8 @@ class OpenAIChatModel:
 
         async def once() -> ModelTurn:
             if on_token is None:
-                return self._from_response(await self._client.chat.completions.create(**kwargs))
+                raw = await self._client.chat.completions.with_raw_response.create(**kwargs)
+                return self._from_response(self._validated(raw.http_response))
             return await self._stream(kwargs, on_token)
 
         try:
@@ -165,14 +172,61 @@ class OpenAIChatModel:
             output_tokens=getattr(usage, "completion_tokens", 0) or 0,
         )
 
+    def _validated(self, response: Any) -> Any:
+        """The ``ChatCompletion`` in an HTTP answer, or a ``ModelError`` saying what came back instead."""
+        from openai.types.chat import ChatCompletion
+        from pydantic import ValidationError
+
+        body = response.content
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise self._malformed(response, body, "not JSON") from None
+        try:
+            completion = ChatCompletion.model_validate(data)
+        except ValidationError:
+            raise self._malformed(response, body, "not a chat completion") from None
+        if not completion.choices:
+            raise self._malformed(response, body, "a chat completion without choices")
+        return completion
+
+    def _malformed(self, response: Any, body: bytes, what: str) -> ModelError:
+        """One line: the endpoint, what was wrong, the content type and the first bytes (redacted)."""
+        from agent.redact import redact
+
+        content_type = response.headers.get("content-type") or "no content type"
+        head = " ".join(body[:MALFORMED_SHOWN].decode("utf-8", "replace").split())
+        return ModelError(
+            f"the model endpoint {redact(str(self._client.base_url))} answered {what} "
+            f"({content_type}, HTTP {response.status_code}): {redact(head)!r}",
+            hint="check OPENAI_BASE_URL: it must be an OpenAI-compatible /v1 endpoint",
+        )
+
     async def _stream(self, kwargs: dict[str, Any], on_token: TokenCallback) -> ModelTurn:
-        stream = await self._client.chat.completions.create(
+        raw = await self._client.chat.completions.with_raw_response.create(
             **kwargs, stream=True, stream_options={"include_usage": True}
         )
+        response = raw.http_response
+        if "text/event-stream" not in response.headers.get("content-type", ""):
+            body = await response.aread()
+            # A JSON completion where a stream was asked for is still not what was asked for.
+            raise self._malformed(response, body, "no event stream")
+        stream = raw.parse()
+        try:
+            return await self._read_stream(stream, on_token)
+        except (ValueError, AttributeError, TypeError, KeyError) as exc:
+            # A stream event that is not JSON, or JSON that is not a chunk (the SDK builds chunks unvalidated).
+            raise self._malformed(response, str(exc).encode(), "an event stream of something else") from None
+
+    async def _read_stream(self, stream: Any, on_token: TokenCallback) -> ModelTurn:
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         turn = ModelTurn()
+        chunks = 0
         async for chunk in stream:
+            if not isinstance(getattr(chunk, "choices", None), list):
+                raise ValueError(f"a stream event without choices: {str(chunk)[:MALFORMED_SHOWN]}")
+            chunks += 1
             if chunk.usage is not None:
                 turn.input_tokens = chunk.usage.prompt_tokens or 0
                 turn.output_tokens = chunk.usage.completion_tokens or 0
@@ -193,6 +247,8 @@ class OpenAIChatModel:
                     slot["arguments"] += fragment.function.arguments or ""
             if choice.finish_reason:
                 turn.finish_reason = choice.finish_reason
+        if not chunks:
+            raise ValueError("the stream ended without a single chunk")
         turn.content = "".join(text) or None
         turn.tool_calls = [ToolCall(c["id"], c["name"], c["arguments"]) for _, c in sorted(calls.items())]
         return turn

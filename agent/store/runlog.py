@@ -2,7 +2,8 @@
 
 The runner opens one run record per command in the run store; the hub adds each tool call to it and
 the rate-limit reporter each wait. Recording never breaks a command: a store that cannot be opened
-or written is logged and skipped.
+or written is logged and skipped. Writes go through ``agent.store.writer.BackgroundStore``: they are
+queued, never waited for on the event loop.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ log = logging.getLogger(__name__)
 CURRENT_RUN: ContextVar[Any] = ContextVar("vapi_agent_current_run", default=None)
 
 
-def start_run(workflow: str, argv: list[str], prompt: str | None = None) -> Any:
-    """Open a run record in the default store, or None when the store is unavailable."""
+def open_store() -> Any:
+    """The default run store behind a background writer, or None when it is unavailable."""
     try:
-        from agent.store import RunStore
+        from agent.store.writer import BackgroundStore
 
-        return RunStore().start_run(workflow, argv, prompt)
+        return BackgroundStore()
     except Exception as exc:  # the run log is a record, never a reason to fail the command
         log.warning("run log unavailable: %s", exc)
         return None

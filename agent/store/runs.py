@@ -70,6 +70,7 @@ class RunStore:
         self._now: Clock = now or utc_now
         self._lock = threading.RLock()
         self._busy_timeout = busy_timeout
+        self._batching = False
         self._conn = connect(self.path, busy_timeout=busy_timeout)
 
     # ------------------------------------------------------------------ lifecycle
@@ -86,12 +87,40 @@ class RunStore:
         """Close the store."""
         self.close()
 
+    @contextlib.contextmanager
+    def as_of(self, moment: datetime) -> Iterator[None]:
+        """Record the writes inside the block as made at ``moment`` (queued writes keep the time they were made)."""
+        clock = self._now
+        self._now = lambda: moment
+        try:
+            yield
+        finally:
+            self._now = clock
+
+    def now(self) -> datetime:
+        """The store clock's current time."""
+        return self._now()
+
     def now_iso(self) -> str:
         """The store clock's current time as the fixed-width UTC text stored in every ``*_at`` column."""
         return to_iso(self._now())
 
     @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group the writes made inside the block into one transaction (the background writer's batches)."""
+        with self._write():
+            self._batching = True
+            try:
+                yield
+            finally:
+                self._batching = False
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        if self._batching:  # inside batch(): already in a write transaction, on the thread holding the lock
+            with self._lock:
+                yield self._conn
+            return
         try:
             with self._lock, write_transaction(self._conn) as conn:
                 yield conn
@@ -112,10 +141,14 @@ class RunStore:
                 self._conn.execute("COMMIT")
 
     # ------------------------------------------------------------------ runs
-    def start_run(self, workflow: str, argv: Sequence[str], prompt: str | None = None) -> RunHandle:
-        """Record the start of a run (status ``running``) and return the handle that logs into it."""
-        run_id = uuid.uuid4().hex
-        started = self._now()
+    def start_run(self, workflow: str, argv: Sequence[str], prompt: str | None = None, *, run_id: str | None = None,
+                  started: datetime | None = None) -> RunHandle:
+        """Record the start of a run (status ``running``) and return the handle that logs into it.
+
+        ``run_id`` and ``started`` are given when the run was opened earlier elsewhere (the background writer).
+        """
+        run_id = run_id or uuid.uuid4().hex
+        started = started or self._now()
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO runs (id, workflow, argv, prompt, started_at, status, pid) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -84,6 +84,7 @@ def build_columns(data: Dataset, alive: np.ndarray, updated_ms: np.ndarray, live
         "tts_characters": [np.where(ended, d.tts_characters[idx], 0)],
     }
     labels = list(assistant_ids)
+    rows: dict[str, list[Any]] = {key: [] for key in cols}
     for spec in live:
         done = spec.status == "ended"
         aid = spec.persona.assistant_id
@@ -104,7 +105,9 @@ def build_columns(data: Dataset, alive: np.ndarray, updated_ms: np.ndarray, live
             "tts_characters": spec.tokens[2] if done else 0,
         }
         for key, value in row.items():
-            cols[key].append(np.array([value]))
+            rows[key].append(value)
+    for key, values in rows.items():
+        cols[key].append(np.array(values, dtype=np.float64 if key == "duration_s" else None))
     dtypes = {"created_ms": np.int64, "updated_ms": np.int64, "assistant": np.int32, "phone": np.int32,
               "type": np.int8, "status": np.int8, "ended_reason": np.int16, "success": np.int8,
               "llm_prompt_tokens": np.int64, "llm_completion_tokens": np.int64, "tts_characters": np.int64}

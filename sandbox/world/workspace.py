@@ -151,6 +151,7 @@ class Workspace(ObjectStore):
                     self._catch_up()
                     at = self.now_ms()
                     recorded = copy.deepcopy(args)  # as asked, before the write keeps references to them
+                    Write(at, op, recorded).to_line()  # not JSON: refused before anything changes
                     self._minted = []
                     with self._pinned_at(at):
                         result = method(self, *args)
@@ -171,7 +172,7 @@ class Workspace(ObjectStore):
         if not getattr(method, "journaled", False):
             log.warning("sandbox state: skipped an unknown write %r", write.op)
             return
-        self._busy, self._forced_ids = True, list(write.ids)
+        busy, self._busy, self._forced_ids = self._busy, True, list(write.ids)  # a write may be catching up
         try:
             with self._pinned_at(write.at):
                 method.__wrapped__(self, *write.args)  # type: ignore[union-attr]
@@ -179,7 +180,7 @@ class Workspace(ObjectStore):
             # Written by another version of the sandbox whose rules or data differ: the rest still applies.
             log.warning("sandbox state: a stored %s no longer applies and was skipped (%s)", write.op, exc)
         finally:
-            self._busy, self._forced_ids = False, []
+            self._busy, self._forced_ids = busy, []
 
     def new_id(self, kind: str) -> str:
         """An id for a new object (see ``ObjectStore.new_id``); a replay mints the ids the write minted."""
@@ -232,7 +233,7 @@ class Workspace(ObjectStore):
         with self._lock:
             now = self.advance()
             cap = self.data.n + len(self._live) if limit is None else max(0, int(limit))
-            picked: list[tuple[int, str, int | None, CallSpec | None]] = []
+            picked: list[tuple[int, str, int | None, LiveCall | None]] = []
             # Generated calls: a createdAt window by binary search, then vectorised masks.
             start = 0 if c_lo is None else int(np.searchsorted(self.data.created_ms, c_lo, "left"))
             stop = self.data.n if c_hi is None else int(np.searchsorted(self.data.created_ms, c_hi, "left"))
@@ -250,16 +251,18 @@ class Workspace(ObjectStore):
                 mask &= self._updated_ms[start:stop] < u_hi
             hits = np.flatnonzero(mask)[::-1][:cap] + start
             picked += [(int(self.data.created_ms[i]), self.data.call_id(int(i)), int(i), None) for i in hits]
+            moving = u_lo is not None or u_hi is not None  # only updatedAt depends on the moment
             for call_id, live in self._live.items():
-                spec = live.at(now)
+                spec = live.spec  # who, when created: fixed; ``at(now)`` (status, updatedAt) only when needed
                 if ((id is None or call_id == id)
                         and (assistant_id is None or spec.persona.assistant_id == assistant_id)
                         and (phone_number_id is None or (spec.phone or {}).get("id") == phone_number_id)
-                        and within(spec.created_ms, c_lo, c_hi) and within(spec.updated_ms or 0, u_lo, u_hi)):
-                    picked.append((spec.created_ms, call_id, None, spec))
+                        and within(spec.created_ms, c_lo, c_hi)
+                        and (not moving or within(live.at(now).updated_ms or 0, u_lo, u_hi))):
+                    picked.append((spec.created_ms, call_id, None, live))
             picked.sort(key=lambda p: (p[0], p[1]), reverse=True)
-            return [build_call(self._gen_spec(i) if i is not None else spec)  # type: ignore[arg-type]
-                    for _, _, i, spec in picked[:cap]]
+            return [build_call(self._gen_spec(i) if i is not None else live.at(now))  # type: ignore[union-attr]
+                    for _, _, i, live in picked[:cap]]
 
     def get_call(self, call_id: str) -> dict[str, Any]:
         """``GET /call/{id}``."""

@@ -10,11 +10,21 @@ Typical use::
 """
 
 from tests.openai_fake.rules import RULES, Rule, Violation, validate_request
-from tests.openai_fake.server import ErrorReply, RecordedRequest, ScriptedOpenAI, ToolCall, Turn, Usage, serve_app
+from tests.openai_fake.server import (
+    ErrorReply,
+    RawReply,
+    RecordedRequest,
+    ScriptedOpenAI,
+    ToolCall,
+    Turn,
+    Usage,
+    serve_app,
+)
 
 __all__ = [
     "RULES",
     "ErrorReply",
+    "RawReply",
     "RecordedRequest",
     "Rule",
     "ScriptedOpenAI",

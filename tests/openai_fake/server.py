@@ -97,13 +97,23 @@ class ErrorReply:
 
 
 @dataclass(frozen=True)
+class RawReply:
+    """Bytes answered as they are, whatever was asked (a proxy's HTML page, broken JSON, garbage SSE)."""
+
+    body: bytes
+    content_type: str
+    status: int = 200
+
+
+@dataclass(frozen=True)
 class Turn:
-    """One scripted answer: content and/or tool calls with usage, or an ``error``."""
+    """One scripted answer: content and/or tool calls with usage, an ``error``, or ``raw`` bytes."""
 
     content: str | None = None
     tool_calls: Sequence[ToolCall] = ()
     usage: Usage = Usage()
     error: ErrorReply | None = None
+    raw: RawReply | None = None
     finish_reason: str | None = None  # default: "tool_calls" when there are calls, else "stop"
 
     @classmethod
@@ -120,6 +130,12 @@ class Turn:
     def fail(cls, error: ErrorReply) -> Turn:
         """An error answer."""
         return cls(error=error)
+
+    @classmethod
+    def malformed(cls, body: str | bytes, content_type: str = "text/html", status: int = 200) -> Turn:
+        """An answer that is not a chat completion at all (sent as is, streamed or not)."""
+        data = body.encode() if isinstance(body, str) else body
+        return cls(raw=RawReply(data, content_type, status))
 
 
 @dataclass
@@ -214,6 +230,9 @@ class ScriptedOpenAI:
                     "message": f"scripted OpenAI fake: request #{n} arrived but no scripted turn is left",
                     "type": "server_error", "param": None, "code": "fake_script_exhausted"}}, 500)
             turn = self._turns.pop(0)
+        if turn.raw is not None:
+            return Response(turn.raw.body, turn.raw.status, headers={"content-type": turn.raw.content_type,
+                                                                     **self._request_id()})
         if turn.error is not None:
             return JSONResponse(turn.error.body(), turn.error.status, headers={**turn.error.headers,
                                                                                 **self._request_id()})

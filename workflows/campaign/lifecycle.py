@@ -2,7 +2,9 @@
 
 The confirmation is the write gate's: the plan is shown first, then creating the campaign goes
 through ``Hub.call`` where an interactive prompt shows exactly what will be written (or ``--yes``
-approves it; headless without it is exit 5). ``dry_run`` stops after the plan. An ambiguous failure
+approves it; headless without it is exit 5). ``dry_run`` stops after the plan. A campaign of the same
+name created in the last 24 h refuses the create (exit 2, naming it) unless ``allow_duplicate``: a
+command run twice must not call every lead twice. An ambiguous failure
 of the create is reconciled by name, creation time, assistant and number before anything could be
 sent again (``VapiFacade.create``): a campaign is never created twice.
 """
@@ -10,7 +12,7 @@ sent again (``VapiFacade.create``): a campaign is never created twice.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.errors import ConfigError
@@ -20,6 +22,7 @@ from workflows.campaign.leads import Leads, read_leads
 from workflows.campaign.phone import resolve_phone_number
 
 ESTIMATE_BASIS_CALLS = 50
+DUPLICATE_WINDOW = timedelta(hours=24)  # a same-name campaign this recent refuses create (--allow-duplicate)
 FINAL_STATUSES = ("ended", "cancelled", "archived")
 
 
@@ -36,6 +39,7 @@ class CampaignParams:
     max_duration: str | None = None
     dry_run: bool = False
     strict: bool = False
+    allow_duplicate: bool = False
 
 
 @dataclass
@@ -50,6 +54,7 @@ class CampaignPlan:
     latest_at: datetime | None
     estimate: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    existing_ids: list[str] = field(default_factory=list)  # campaigns of this name before we create one
 
     def body(self) -> dict[str, Any]:
         """The ``POST /campaign`` body."""
@@ -88,6 +93,16 @@ class CampaignResult:
             "id": self.campaign.get("id"), "name": self.campaign.get("name"), "status": self.campaign.get("status")}
         return {"campaign": campaign, "leads": self.plan.leads.summary(), "estimate": self.plan.estimate,
                 "dry_run": self.dry_run, "plan": self.plan.to_dict()}
+
+
+def _created_within(campaign: dict[str, Any], now: datetime, window: timedelta) -> bool:
+    created = campaign.get("createdAt")
+    try:
+        when = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    except ValueError:
+        return True  # no readable creation time: treat as recent (refusing is the safe side)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return now - when <= window
 
 
 def parse_start(text: str | None, now: datetime) -> datetime:
@@ -143,8 +158,16 @@ async def plan_campaign(rt: Runtime, params: CampaignParams, leads: Leads | None
     plan = CampaignPlan(params.name, assistant, number, leads, earliest, latest,
                         await estimate_cost(rt, assistant["id"], len(leads.customers)))
     existing = [c for c in await rt.vapi.list_campaigns() if c.get("name") == params.name]
+    plan.existing_ids = [str(c.get("id")) for c in existing]
+    recent = [c for c in existing if _created_within(c, now, DUPLICATE_WINDOW)]
+    if recent and not params.allow_duplicate and not params.dry_run:
+        # Every lead would be called twice: a second run of the same command is refused, not warned about.
+        raise ConfigError(f"a campaign named {params.name!r} was created in the last 24 h (id {recent[0].get('id')})",
+                          hint="check it with `vapi-agent campaign status ID`; pass --allow-duplicate to create "
+                               "another one anyway", existing=[c.get("id") for c in recent])
     if existing:
-        plan.warnings.append(f"a campaign named {params.name!r} already exists (id {existing[0].get('id')})")
+        refused = " and was created in the last 24 h: creating it needs --allow-duplicate" if recent else ""
+        plan.warnings.append(f"a campaign named {params.name!r} already exists (id {existing[0].get('id')}){refused}")
     if leads.rejected:
         plan.warnings.append(f"{len(leads.rejected)} invalid row(s) will be skipped")
     return plan
@@ -164,7 +187,8 @@ async def create(rt: Runtime, params: CampaignParams, *, show_plan: Any = None,
         return (candidate.get("name") == body["name"] and candidate.get("assistantId") == body["assistantId"]
                 and candidate.get("phoneNumberId") == body["phoneNumberId"])
 
-    campaign = await rt.vapi.create("campaigns.create", body, matches=matches, list_operation="campaigns.list")
+    campaign = await rt.vapi.create("campaigns.create", body, matches=matches, list_operation="campaigns.list",
+                                    existing_ids=plan.existing_ids)
     return CampaignResult(plan, campaign, False)
 
 

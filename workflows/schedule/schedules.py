@@ -409,7 +409,10 @@ class Scheduler:
             raise ConfigError("no command to schedule", hint='put it after "--": schedule add ... -- report --since 7d')
         if argv[0] == "schedule":
             raise ConfigError("a schedule cannot run the schedule command itself")
-        directory = str(Path(cwd or os.getcwd()).absolute())
+        try:
+            directory = str(Path(cwd or os.getcwd()).absolute())
+        except OSError:
+            raise ConfigError("the current directory no longer exists", hint="cd somewhere that does") from None
         entry = Entry(name=name, cron=expression, argv=list(argv), cwd=directory,
                       created_at=(now or datetime.now(tz=UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                       local_only=local_only).check()
