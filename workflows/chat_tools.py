@@ -43,11 +43,10 @@ def confined_folder(rt: Runtime, folder: str) -> Path:
                            tool=LOCAL_WRITE)
 
 
-async def approve_files(rt: Runtime, tool: str, folder: str, files: str) -> Path:
-    """Confine ``folder``, then ask the gate to write ``files`` there; the resolved folder."""
+async def approve_files(rt: Runtime, tool: str, folder: str, files: str) -> None:
+    """Confine ``folder``, then ask the gate to write ``files`` there (raises ``ApprovalRequired`` if not)."""
     target = confined_folder(rt, folder)
     await rt.hub.approve_local(LOCAL_WRITE, {"tool": tool, "folder": str(target), "files": files})
-    return target
 
 
 def qa_grade_tool(rt: Runtime) -> LocalTool:
@@ -60,8 +59,7 @@ def qa_grade_tool(rt: Runtime) -> LocalTool:
         params = qa_grade.QAParams(**{"recordings": "none", **given})
         params.validate()
         if params.recordings != "none":  # WAV files in ./recordings: a local write
-            params.recordings_dir = str(await approve_files(rt, "qa_grade", params.recordings_dir,
-                                                            f"{params.recordings} recordings (WAV)"))
+            await approve_files(rt, "qa_grade", params.recordings_dir, f"{params.recordings} recordings (WAV)")
         result = await qa_grade.run(rt, params)
         return {**result.to_dict(), "status": result.status, "errors": result.errors}
 
@@ -180,7 +178,7 @@ def report_tool(rt: Runtime) -> LocalTool:
         params.validate()
         formats = params.output_formats()
         if formats:  # report files: a local write
-            params.out = str(await approve_files(rt, "report", params.out or ".", ", ".join(formats)))
+            await approve_files(rt, "report", params.out or ".", ", ".join(formats))
         return (await report.run(rt, params)).to_dict(compact=True)
 
     return LocalTool(
