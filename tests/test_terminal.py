@@ -66,7 +66,7 @@ def test_the_commands_console_shows_data_as_written_and_harmless() -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from cli.console import terminal_console
+    from agent.display import console as terminal_console
 
     out = io.StringIO()
     console = terminal_console(file=out, force_terminal=True, width=120, color_system="standard")

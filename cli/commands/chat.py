@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import AgentError, ConfigError
-from agent.redact import StreamRedactor
+from agent.redact import StreamRedactor, redact
 from agent.terminal import printable
 from cli.runner import Body, CommandContext, Outcome
 
@@ -32,11 +32,11 @@ def chat_body(options: ChatOptions, *, model: Any = None, sandbox: Any = None) -
     """``vapi-agent chat``: the interactive REPL (``cli.repl``); needs a terminal and a model."""
 
     async def body(ctx: CommandContext) -> Outcome:
+        from agent.display import console
         from agent.loop import Limits
         from agent.model import price_for, require_model
         from agent.runtime import open_runtime
         from cli.commands.ask import parse_price
-        from cli.console import terminal_console
         from cli.repl.session import Repl
         from cli.repl.view import InlineApproval, TurnView
         from workflows.chat_tools import workflow_tools
@@ -48,7 +48,7 @@ def chat_body(options: ChatOptions, *, model: Any = None, sandbox: Any = None) -
         if model is None:
             require_model(ctx.settings)
         price = parse_price(options.price)
-        view = TurnView(terminal_console(highlight=False))
+        view = TurnView(console(highlight=False))
         approval = InlineApproval(view)
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=view.notice, model=model, sandbox=sandbox,
                                 prompt=approval) as rt:
@@ -90,12 +90,15 @@ def assistant_chat_body(options: AssistantChatOptions, *, sandbox: Any = None, o
 
         show = not ctx.settings.json
         stream = StreamRedactor()  # deltas are server text: redacted and printable, like every other line
+        streamed: list[str] = []  # what this turn printed as it arrived
 
         def printer(event: ChatEvent) -> None:
             if on_event is not None:
                 on_event(event)
             if show and event.type == DELTA:
-                print(printable(stream.feed(str(event.data.get("delta", "")))), end="", flush=True)
+                delta = str(event.data.get("delta", ""))
+                streamed.append(delta)
+                print(printable(stream.feed(delta)), end="", flush=True)
 
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, sandbox=sandbox, store=None,
                                 prompt=None) as rt:
@@ -106,9 +109,13 @@ def assistant_chat_body(options: AssistantChatOptions, *, sandbox: Any = None, o
             sent: list[str] = []
 
             async def one(message: str) -> None:
+                streamed.clear()
                 try:
-                    replies.append(await chat.send(message, printer))
+                    reply = await chat.send(message, printer)
+                    replies.append(reply)
                     sent.append(message)
+                    if show and not streamed:  # the reply arrived whole (the MCP route): print it now
+                        print(printable(redact(reply.text)), end="")
                 finally:
                     if show:  # end the streamed line, also after a dropped stream
                         print(printable(stream.flush()), flush=True)

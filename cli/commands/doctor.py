@@ -25,7 +25,7 @@ def doctor_body() -> Body:
                 missing = rt.vapi.missing_for(workflow)
                 matrix[workflow] = {"supported": not missing, "missing": missing}
         result = {"servers": servers, "tool_count": sum(s["tools"] for s in servers), "workflows": matrix,
-                  "model": {"configured": ctx.settings.has_model, "name": ctx.settings.effective_model}}
+                  "model": model_summary(ctx.settings)}
         return Outcome(result=result)
 
     return body
@@ -35,9 +35,9 @@ def doctor_render(outcome: Outcome, ctx: CommandContext) -> None:
     """Servers, then the capability matrix."""
     from rich.text import Text
 
-    from cli.console import terminal_console
+    from agent.display import console as make_console
 
-    console = terminal_console()
+    console = make_console()
     for server in outcome.result["servers"]:
         console.print(Text.assemble(("✓", "green"), f" {server['name']} ({server['kind']}, {server['transport']}) at "
                                     f"{server['endpoint']}: {server['tools']} tools, protocol {server['protocol']}"))
@@ -47,5 +47,18 @@ def doctor_render(outcome: Outcome, ctx: CommandContext) -> None:
         else:
             missing = "; ".join(f"{k} ({v})" for k, v in info["missing"].items())
             console.print(Text.assemble("  ", ("✗", "red"), f" {workflow}: {missing}"))
-    model = outcome.result["model"]
-    console.print(f"model: {model['name'] if model['configured'] else 'not configured (set OPENAI_API_KEY)'}")
+    console.print(f"model: {outcome.result['model']['summary']}", highlight=False, soft_wrap=True)
+
+
+def model_summary(settings: Any) -> dict[str, Any]:
+    """The effective model as `doctor` and `config show` both name it: its name, where it was set, and
+    whether an endpoint is configured to call it."""
+    from agent.redact import redact
+
+    name = settings.effective_model
+    endpoint = redact(settings.openai_base_url) if settings.openai_base_url else (
+        "OpenAI" if settings.openai_api_key else None)
+    where = f"at {endpoint}" if endpoint else "not configured: set OPENAI_API_KEY, or OPENAI_BASE_URL"
+    default = " (the default)" if settings.model is None else ""
+    return {"name": name, "configured": settings.has_model, "endpoint": endpoint,
+            "summary": f"{name}{default}, {where}"}

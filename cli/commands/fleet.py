@@ -35,7 +35,7 @@ def accounts_render(outcome: Outcome, ctx: CommandContext) -> None:
     """A table: name, tenant, status, sandbox mode, how the account is reached."""
     from rich.table import Table
 
-    from cli.console import terminal_console
+    from agent.display import console
 
     table = Table(title=f"{len(outcome.result['accounts'])} accounts ({outcome.result['source']})")
     for column in ("account", "tenant", "status", "sandbox mode", "reached by"):
@@ -44,7 +44,7 @@ def accounts_render(outcome: Outcome, ctx: CommandContext) -> None:
         reached = (account["truto_account_id"] and f"Truto {account['truto_account_id']}") or account["credential"]
         table.add_row(account["name"], account["tenant"] or "—", account["status"],
                       "yes" if account["is_sandbox"] else "no", str(reached))
-    terminal_console().print(table)
+    console().print(table)
 
 
 # ---------------------------------------------------------------- fleet cleanup
@@ -134,13 +134,10 @@ def fleet_resume_body(run_id: str, queue_url: str | None, *, sandbox: Any = None
 
 def fleet_render(outcome: Outcome, ctx: CommandContext) -> None:
     """The fleet table (worst first) and the totals; pending accounts while the run goes on."""
-    from cli.console import terminal_console
+    from agent.display import console
     from workflows.fleet.render import render_terminal
 
-    console = terminal_console()
-    if not console.is_terminal:
-        console = terminal_console(width=160)
-    render_terminal(outcome.result, console)
+    render_terminal(outcome.result, console())
     for path in outcome.result.files:
         ctx.notice(f"wrote {path}")
 

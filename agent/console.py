@@ -1,4 +1,5 @@
-"""The rich console commands print through: server text can style nothing and control nothing.
+"""The rich console every renderer prints through (made by ``agent.display.console``): server text can
+style nothing and control nothing.
 
 Two rules, kept here once instead of at every cell:
 - every segment of text it writes passes through ``agent.terminal.printable`` (no ESC, BEL, C1 or
@@ -40,8 +41,3 @@ class SafeConsole(Console):
                 yield segment._replace(text=printable(segment.text))
             else:
                 yield segment
-
-
-def terminal_console(**options: Any) -> Console:
-    """The console for a command's terminal output (stdout unless ``stderr=True``)."""
-    return SafeConsole(**options)
