@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -21,6 +22,7 @@ from agent.model import ModelTurn
 from agent.model import ToolCall as ModelToolCall
 from agent.model.scripted import ScriptedModel
 from agent.runtime import open_runtime
+from agent.store import RunStore
 from tests.test_write_reconcile import _replay
 
 HELD = (b"list_all_vapi_squads", b"list_all_vapi_phone_numbers")
@@ -62,7 +64,8 @@ def _dispatch_tasks() -> list[asyncio.Task[Any]]:
     return [t for t in asyncio.all_tasks() if "AgentRun._dispatch" in getattr(t.get_coro(), "__qualname__", "")]
 
 
-async def test_a_non_tool_error_cancels_the_siblings_and_every_call_is_listed(make_sandbox: Any) -> None:
+async def test_a_non_tool_error_cancels_the_siblings_and_every_call_is_listed(make_sandbox: Any,
+                                                                             tmp_path: Path) -> None:
     sandbox = make_sandbox(calls=30)
     gate = HoldAndRefuse(sandbox.app)
     sandbox.app = gate
@@ -70,9 +73,11 @@ async def test_a_non_tool_error_cancels_the_siblings_and_every_call_is_listed(ma
              ModelToolCall("c2", "list_all_vapi_phone_numbers", '{"limit": 1}'),
              ModelToolCall("c3", "get_single_vapi_assistant_by_id", '{"id": "a"}')]
     model = ScriptedModel([ModelTurn(tool_calls=calls)])  # no second turn: the run must stop at the error
+    store = RunStore(tmp_path / "runs.sqlite3")
+    run_log = store.start_run("ask", ["ask", "audit"], "audit")
     async with open_runtime(Settings(), sandbox=sandbox, model=model, prompt=None, store=None,
                             notice=lambda _: None) as rt:
-        result = await run_agent(rt, "audit")
+        result = await run_agent(rt, "audit", run_log=run_log)
         running = _dispatch_tasks()
         recorded = len(rt.hub.records)
         gate.release.set()  # the held answers now arrive: nobody may be left to receive them
@@ -94,3 +99,6 @@ async def test_a_non_tool_error_cancels_the_siblings_and_every_call_is_listed(ma
         answered = [m["tool_call_id"] for m in result.messages if m["role"] == "tool"]
         assert answered == ["c1", "c2", "c3"]
     model.assert_all_used()
+    logged = {c.name: c.outcome for c in store.get_run(run_log.id).tool_calls}  # the run log says the same
+    assert logged == outcomes
+    store.close()
