@@ -136,6 +136,31 @@ class ModelError(UpstreamError):
     code = "model_error"
 
 
+def unreachable_cause(exc: BaseException) -> str | None:
+    """Why no connection could be made, when retrying soon cannot help: ``"connection refused"``,
+    ``"no such host"``, ``"DNS lookup failed (...)"`` or ``"TLS handshake failed (...)"``; else None.
+
+    Reads the exception's cause chain: httpx2 and openai wrap the socket's ``OSError``.
+    """
+    import socket
+    import ssl
+
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(node, socket.gaierror):
+            if node.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+                return "no such host"
+            return f"DNS lookup failed ({node.strerror or node})"
+        if isinstance(node, ssl.SSLError):
+            return f"TLS handshake failed ({getattr(node, 'reason', None) or node})"
+        node = node.__cause__ or node.__context__
+    return None
+
+
 def internal_error(exc: BaseException) -> AgentError:
     """A bug of ours (not an upstream failure), reported as exit 1 with how to report it."""
     return AgentError(f"internal error: {type(exc).__name__}: {exc}", hint="rerun with --debug and report it")

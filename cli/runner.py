@@ -80,6 +80,9 @@ def configure_logging(settings: Settings) -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(level)
+    # The mcp SDK logs, with tracebacks, failures that we report ourselves in one line (a malformed
+    # answer, an ended session's DELETE): its own records only with --debug.
+    logging.getLogger("mcp").setLevel(logging.DEBUG if settings.debug else logging.CRITICAL)
     install_logging_redaction()
 
 

@@ -198,6 +198,7 @@ class ServeOptions:
     tags: str | Sequence[str] | None = None
     tool_exposure: str | None = None
     expires_in: float | None = None
+    session_requests: int | None = None
     require_api_token: str | None = None
     recording_shape: str | None = None
     latency: float | None = None
@@ -215,8 +216,8 @@ class ServeOptions:
     def to_config(self) -> SandboxConfig:
         """The ``SandboxConfig`` these options describe; ``ValueError`` with a readable message if invalid."""
         values: dict[str, Any] = dict(self.extra)
-        direct = ("calls", "seed", "api_key", "token", "page_cap", "expires_in", "require_api_token", "latency",
-                  "error_rate", "write_fault_count", "time_scale", "link_ttl")
+        direct = ("calls", "seed", "api_key", "token", "page_cap", "expires_in", "session_requests",
+                  "require_api_token", "latency", "error_rate", "write_fault_count", "time_scale", "link_ttl")
         for name in direct:
             if (value := getattr(self, name)) is not None:
                 values[name] = value
@@ -242,6 +243,8 @@ class ServeOptions:
             values["drop_sse"] = True
         if values.get("page_cap", 1) < 1:
             raise ValueError("page cap must be at least 1")
+        if values.get("session_requests", 1) < 1:
+            raise ValueError("session requests must be at least 1")
         if not 0.0 <= values.get("error_rate", 0.0) <= 1.0:
             raise ValueError("error rate must be between 0 and 1")
         return SandboxConfig(**values)
@@ -277,6 +280,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     add("--tags", help="comma list of tool tags to keep")
     add("--tool-exposure", choices=("all", "discovery"))
     add("--expires-in", type=float, help="seconds until the MCP token stops working")
+    add("--session-requests", type=int, metavar="N",
+        help="issue MCP sessions and end each after N requests (404, as the MCP spec says)")
     add("--require-api-token", metavar="T", help="MCP requests must carry Authorization: Bearer T")
     add("--recording-shape", choices=("json", "resource_link", "embedded"))
     add("--latency", type=float, help="seconds added to every REST request")
@@ -314,6 +319,8 @@ def banner(sandbox: Sandbox, *, custom_key: bool) -> list[str]:
     ]
     if sandbox.config.require_api_token:
         lines.append("  MCP requests also need Authorization: Bearer <the --require-api-token value>")
+    if sandbox.config.session_requests:
+        lines.append(f"  MCP sessions end after {sandbox.config.session_requests} requests each (then 404)")
     lines.append("Press Ctrl-C to stop.")
     return lines
 

@@ -421,3 +421,32 @@ def test_windows_replay_rule() -> None:
     assert len(violations(early, RateLimit(2, 1.0), is_ours, sent)) == 1
     sent[id(early[3])] = 0.605  # already on its way when the 429 left (at 0.61): in flight, excepted
     assert violations(early, RateLimit(2, 1.0), is_ours, sent) == []
+
+
+# ---------------------------------------------------------------- two processes, one limit
+def test_two_processes_sharing_a_limit_of_2_per_second_both_finish(serve_sandbox: Any, tmp_path: Any) -> None:
+    """Two qa-grade runs (4 concurrent requests each) on one sandbox allowing 2 MCP POSTs per second:
+    each is refused again and again (the other took the window), and each waits as long as the
+    announced resets say, within its time budget. The attempt cap is set to 1 (no retry at all for a
+    failure that announces nothing), so a single refusal would end a run if attempts bound 429s."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sandbox = serve_sandbox(rate_limit=RateLimit(2, 1.0))
+    command = [str(Path(sys.executable).with_name("vapi-agent")), "qa-grade", "--assistant", "Support",
+               "--last", "4", "--recordings", "all", "--json", "--mcp-url", sandbox.mcp_url]
+    env = {**os.environ, "VAPI_AGENT_CONCURRENCY": "4", "VAPI_AGENT_MAX_ATTEMPTS": "1"}
+    runs = [subprocess.Popen([*command, "--recordings-dir", str(tmp_path / f"rec-{n}")], env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            for n in range(2)]
+    outputs = [run.communicate(timeout=240) for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
+    for out, err in outputs:
+        envelope = json.loads(out)
+        assert len(envelope["result"]["calls"]) == 4 and envelope["status"] in ("ok", "partial")
+        assert "rate limited by 127.0.0.1" in err  # the waits are said on stderr
+    refused = [e for e in posts(sandbox) if e.status == 429]
+    assert refused  # they really competed

@@ -120,9 +120,9 @@ async def test_503_with_retry_after_is_honoured() -> None:
 
 
 # ---------------------------------------------------------------- budgets
-async def test_attempts_run_out_into_rate_limited_exit_4() -> None:
+async def test_unannounced_429s_run_out_of_attempts_into_rate_limited_exit_4() -> None:
     clock = FakeClock()
-    fn = Flaky(*(HTTPFailure(429, {"retry-after": "1"}) for _ in range(20)))
+    fn = Flaky(*(HTTPFailure(429) for _ in range(20)))
     with pytest.raises(RateLimited) as caught:
         await make_policy(clock, max_attempts=8).run(fn, is_write=False, upstream="api.truto.one")
     assert fn.calls == 8 and len(clock.sleeps) == 7
@@ -130,6 +130,32 @@ async def test_attempts_run_out_into_rate_limited_exit_4() -> None:
     assert err.exit_code == EXIT_RATE_LIMITED == 4
     assert err.details["reason"] == "attempts" and "8 attempts" in err.message
     assert isinstance(err.__cause__, HTTPFailure)
+
+
+async def test_announced_resets_are_bounded_by_time_not_attempts() -> None:
+    # Two runs sharing one limit: refused many times in a row, each refusal saying when to come back.
+    clock = FakeClock()
+    fn = Flaky(*(HTTPFailure(429, {"ratelimit-reset": "1"}) for _ in range(30)))
+    assert await make_policy(clock, max_attempts=8).run(fn, is_write=False) == "ok"
+    assert fn.calls == 31 and 30.0 <= sum(clock.sleeps) <= 120.0
+
+
+async def test_announced_resets_end_when_the_request_budget_does() -> None:
+    clock = FakeClock()
+    fn = Flaky(*(HTTPFailure(429, {"ratelimit-reset": "10"}) for _ in range(100)))
+    with pytest.raises(RateLimited) as caught:
+        await make_policy(clock, max_attempts=8, max_wait_per_request=120.0).run(fn, is_write=False)
+    assert caught.value.details["reason"] == "reset_beyond_budget"
+    assert 11 <= fn.calls <= 12 and sum(clock.sleeps) <= 120.0  # ~11 waits of 10 s (+jitter) fit in 120 s
+
+
+async def test_attempts_count_only_failures_that_announce_nothing() -> None:
+    clock = FakeClock()
+    mixed = [HTTPFailure(503), HTTPFailure(429, {"retry-after": "1"})] * 6
+    fn = Flaky(*mixed)
+    with pytest.raises(HTTPFailure):
+        await make_policy(clock, max_attempts=4).run(fn, is_write=False)
+    assert fn.calls == 7  # 503, 429, 503, 429, 503, 429, 503: the fourth unannounced failure ends it
 
 
 async def test_wait_budget_running_out_is_rate_limited() -> None:
@@ -372,3 +398,57 @@ def test_breaker_registry_and_health_rules() -> None:
     assert is_health_failure(HTTPFailure(500)) and not is_health_failure(HTTPFailure(400))
     with pytest.raises(ValueError):
         CircuitBreaker(failure_threshold=0)
+
+
+# ---------------------------------------------------------------- unreachable upstreams
+def refused() -> httpx2.ConnectError:
+    """A connect failure as httpx2 raises it: the socket's ConnectionRefusedError in its cause chain."""
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 1)")
+        except ConnectionRefusedError as exc:
+            raise httpx2.ConnectError("All connection attempts failed") from exc
+    except httpx2.ConnectError as exc:
+        return exc
+
+
+async def test_an_unreachable_upstream_fails_at_once_until_it_has_answered() -> None:
+    clock = FakeClock()
+    policy = make_policy(clock)
+    first = Flaky(refused(), refused())
+    with pytest.raises(httpx2.ConnectError):
+        await policy.run(first, is_write=False, upstream="127.0.0.1:1")
+    assert first.calls == 1 and clock.sleeps == []  # the policy's decision: no retry
+    assert classify(refused(), is_write=False).kind == "unreachable"
+
+    # Once it has answered, the same failure means "restarting": waited for like any connect error.
+    assert await policy.run(Flaky(HTTPFailure(503)), is_write=False, upstream="127.0.0.1:1") == "ok"
+    again = Flaky(refused())
+    assert await policy.run(again, is_write=False, upstream="127.0.0.1:1") == "ok"
+    assert again.calls == 2
+    # Other upstreams keep their own memory.
+    with pytest.raises(httpx2.ConnectError):
+        await policy.run(Flaky(refused()), is_write=False, upstream="api.truto.one")
+
+
+def test_unreachable_causes_are_named() -> None:
+    import socket
+    import ssl
+
+    from agent.errors import unreachable_cause
+
+    def wrapped(cause: BaseException) -> Exception:
+        outer = httpx2.ConnectError("failed")
+        outer.__cause__ = cause
+        return outer
+
+    assert unreachable_cause(refused()) == "connection refused"
+    assert unreachable_cause(wrapped(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))) == \
+        "no such host"
+    assert unreachable_cause(wrapped(socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"))) \
+        == "DNS lookup failed (Temporary failure in name resolution)"
+    tls = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    tls.reason = "WRONG_VERSION_NUMBER"  # type: ignore[misc]
+    assert unreachable_cause(wrapped(tls)) == "TLS handshake failed (WRONG_VERSION_NUMBER)"
+    assert unreachable_cause(httpx2.ConnectError("timed out")) is None
+    assert classify(httpx2.ConnectError("timed out"), is_write=False).kind == "not_sent"

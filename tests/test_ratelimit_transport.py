@@ -19,10 +19,13 @@ from agent.ratelimit.policy import (
     HTTP_AUTH,
     HTTP_CIRCUIT_OPEN,
     HTTP_CLIENT_ERROR,
+    HTTP_INTERNAL,
+    HTTP_MALFORMED,
     HTTP_NETWORK,
     HTTP_NOT_FOUND,
     HTTP_RATE_LIMITED,
     HTTP_SERVER_ERROR,
+    HTTP_SESSION_ENDED,
     HTTP_TIMEOUT,
     RetryConfig,
     RetryPolicy,
@@ -33,6 +36,7 @@ from agent.ratelimit.transport import (
     RateLimitAwareTransport,
     RetryingTransport,
     request_is_write,
+    take_fault,
     write_intent,
 )
 from agent.usage import Usage
@@ -145,6 +149,63 @@ async def test_exceptions_of_a_post_become_errors_instead_of_killing_the_session
     assert (response.status_code, error["code"], error["data"]["kind"], error["data"]["sent"]) == (
         status, code, kind, sent)
     assert TOKEN not in response.text
+
+
+@pytest.mark.parametrize("session", [{"headers": {"mcp-session-id": "abc123"}}, {"params": {"session_id": "abc"}}])
+async def test_a_404_to_a_request_of_a_session_means_the_session_ended(session: dict[str, Any]) -> None:
+    body = {"jsonrpc": "2.0", "id": "server-error", "error": {"code": -32600, "message": "Session not found"}}
+    async with httpx2.AsyncClient(transport=RateLimitAwareTransport(answering(404, json=body))) as client:
+        response = await client.post(URL, json=rpc(), **session)
+    error = rpc_error(response)
+    assert (error["code"], error["data"]["kind"], error["data"]["session"]) == (HTTP_SESSION_ENDED, "session_ended",
+                                                                               True)
+    # without a session, a 404 is the server's own answer (a wrong URL, an unknown method)
+    plain = await post(RateLimitAwareTransport(answering(404, json=body)), rpc())
+    assert plain.json() == body
+
+
+async def test_our_own_bug_below_the_session_is_handed_back_not_disguised() -> None:
+    bug = TypeError("unsupported operand type(s) for -: 'NoneType' and 'float'")
+    response = await post(RateLimitAwareTransport(raising(bug)), rpc(id_=5))
+    error = rpc_error(response)
+    assert error["code"] == HTTP_INTERNAL and error["data"]["kind"] == "internal"
+    assert "sent" not in error["data"]  # never "may have been applied"
+    assert take_fault(error["data"]["fault"]) is bug
+    assert take_fault(error["data"]["fault"]) is None  # handed back once
+    with pytest.raises(TypeError):  # outside JSON-RPC, it simply propagates
+        async with httpx2.AsyncClient(transport=RateLimitAwareTransport(raising(bug))) as client:
+            await client.get(URL)
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("application/json", b'{"jsonrpc": "2.0", "id": 7, "res'),
+    ("application/json", b'{"hello": "world"}'),
+    ("text/html", b"<html>\x1b[31mred</html>"),
+])
+async def test_a_malformed_2xx_answer_is_named_in_one_line(content_type: str, body: bytes) -> None:
+    inner = answering(200, content=body, headers={"content-type": content_type})
+    error = rpc_error(await post(RateLimitAwareTransport(inner), rpc()))
+    assert error["code"] == HTTP_MALFORMED and "\n" not in error["message"]
+    assert content_type in error["message"] and "\x1b" not in error["message"]  # control codes escaped
+    assert error["message"].startswith("answered something that is")
+
+
+async def test_a_valid_event_stream_passes_and_garbage_events_are_replaced() -> None:
+    answer = {"jsonrpc": "2.0", "id": 7, "result": {"content": []}}
+    note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}
+    good = (f"id: e1\nevent: message\ndata: {json.dumps(note)}\n\n"
+            f"event: message\ndata: {json.dumps(answer)}\n\n").encode()
+    headers = {"content-type": "text/event-stream"}
+    response = await post(RateLimitAwareTransport(answering(200, content=good, headers=headers)), rpc())
+    events = [block for block in response.text.split("\n\n") if block]
+    assert [json.loads(e.split("data: ", 1)[1]) for e in events] == [note, answer]
+    assert events[0].startswith("id: e1\n")
+
+    bad = b"event: message\ndata: not json\n\n"
+    response = await post(RateLimitAwareTransport(answering(200, content=bad, headers=headers)), rpc())
+    [event] = [block for block in response.text.split("\n\n") if block]
+    error = json.loads(event.split("data: ", 1)[1])["error"]
+    assert error["code"] == HTTP_MALFORMED and "'not json'" in error["message"]
 
 
 async def test_notifications_never_raise() -> None:
@@ -309,11 +370,18 @@ async def test_requests_after_a_long_refusal_fail_fast_without_being_sent() -> N
 
 async def test_attempts_run_out_and_the_last_429_is_returned() -> None:
     clock = FakeClock()
-    upstream = Upstream(*[(429, {"retry-after": "1"})] * 10)
+    upstream = Upstream(*[(429, {})] * 10)  # refusals that never say when to come back
     response = await post(retrying(upstream, clock, max_attempts=3), rpc())
     assert response.status_code == 429 and len(upstream.bodies) == 3
     assert response.json()["status"] == 429  # the body is still readable
     assert response.extensions[RETRY_EXTENSION]["gave_up"] == "attempts"
+
+
+async def test_announced_refusals_are_retried_past_the_attempt_cap() -> None:
+    clock = FakeClock()
+    upstream = Upstream(*[(429, {"retry-after": "1"})] * 10)
+    response = await post(retrying(upstream, clock, max_attempts=3), rpc())
+    assert response.status_code == 200 and len(upstream.bodies) == 11
 
 
 async def test_compressed_error_bodies_survive_buffering() -> None:

@@ -186,13 +186,14 @@ def test_two_processes_see_each_others_writes_and_never_mint_one_id_twice(tmp_pa
 
 WRITER = """
 import sys
+import time
 from pathlib import Path
 from sandbox.app import Sandbox
 from sandbox.world.config import SandboxConfig
 directory, who, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 Path(directory, f"ready-{who}").touch()
 while len(list(directory.glob("ready-*"))) < int(sys.argv[4]):  # start together
-    pass
+    time.sleep(0.01)
 ws = Sandbox.persistent(SandboxConfig(seed=5, calls=60, living=True), directory / "state").workspace
 for j in range(count):
     ws.create_object("assistants", {"name": f"{who}-{j}"})

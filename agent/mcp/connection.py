@@ -4,15 +4,31 @@ Transports: Streamable HTTP (``mode="legacy"``: Truto and Vapi are handshake-era
 HTTP+SSE, stdio, and in-process (an ``mcp`` ``Server`` object, used for the embedded sandbox).
 The HTTP client is built by the caller (``agent.runtime``) so that rate-limit capture, retries and
 the governor sit *below* the MCP session, per HTTP request (never around ``call_tool`` as a whole).
+
+One owner per session. An ``mcp`` client (its transport, task groups and anyio cancel scopes) must
+be entered and exited by one task, so each session generation (``_Session``) lives in a task of its
+own; callers in any task (qa-grade's workers, the agent loop's parallel tool calls) only send
+requests through it. A caller that finds the session gone asks for a new one under a lock: the
+first caller that saw generation g opens g + 1, callers that saw g too find g + 1 there and simply
+send again, and the old generation's task closes it once no request is in flight on it.
+
+When a session is gone:
+- HTTP 404 to a request carrying the session id (the server ended the session, MCP spec): the
+  request was not processed, so it is sent again on the new session, a write too;
+- a request that could not be written (the session's streams were already closed): sent again;
+- a connection that dropped with the request in flight (a stdio server that died, a cut stream): a
+  read is sent again on a new session (a stdio server is restarted once); a write may have been
+  applied, so it is reported as ``AmbiguousWrite`` (the facade reconciles) and not sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
+from typing import Any, TypeVar
 
 from agent.errors import AgentError, AmbiguousWrite, CircuitOpen, RateLimited, ToolError, UpstreamError
 from agent.mcp.decode import ToolOutput, decode_result, error_from_status
@@ -21,10 +37,16 @@ from agent.redact import redact
 
 log = logging.getLogger(__name__)
 
-# JSON-RPC codes (mcp_types.jsonrpc, and ours from agent.ratelimit for HTTP failures) treated specially.
+T = TypeVar("T")
+
+# JSON-RPC codes (mcp_types.jsonrpc, and ours from agent.ratelimit.policy for HTTP failures) treated specially.
 HTTP_TIMEOUT = -32051
 HTTP_NETWORK = -32052
 HTTP_CIRCUIT_OPEN = -32053
+HTTP_SESSION_ENDED = -32054
+HTTP_INTERNAL = -32055
+HTTP_MALFORMED = -32056
+PARSE_ERROR = -32700
 CONNECTION_CLOSED = -32000
 REQUEST_TIMEOUT = -32001
 INVALID_REQUEST = -32600
@@ -34,6 +56,12 @@ METHOD_NOT_FOUND = -32601
 HttpClientFactory = Callable[[ServerSpec], Any]  # returns an httpx2.AsyncClient
 # Runs one read attempt under the run's retry policy, e.g. ``lambda fn: policy.run(fn, is_write=False)``.
 RetryReads = Callable[[Callable[[], Awaitable[ToolOutput]]], Awaitable[ToolOutput]]
+
+# How many new sessions in a row may end before serving anything, for one request, before it fails
+# (each time, nothing was processed). A session that served requests ended by the server's rule and
+# the run goes on; only sessions that die unused mean a server that keeps refusing. A dropped
+# connection moves a read once.
+MAX_SESSION_RENEWALS = 3
 
 
 class _UpstreamToolFailure(Exception):
@@ -68,8 +96,23 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    """The first line of a (possibly multi-line, e.g. pydantic) message, shortened."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+def _hint_unreachable(spec: ServerSpec) -> str:
+    if spec.source == "VAPI_API_KEY":
+        return "Vapi's hosted MCP server is used because VAPI_API_KEY is set: check the network, or pick a server " \
+               "with --mcp-url"
+    if spec.source:
+        return f"check {spec.source} and that the server runs"
+    return "check the URL and that the server runs"
+
+
 def map_exception(exc: BaseException, *, spec: ServerSpec, tool: str | None, is_write: bool) -> AgentError:
-    """Turn any failure of an MCP request into the error tree (no secrets in the message)."""
+    """Turn any failure of an MCP request into the error tree: one line, no secrets."""
     for leaf in _leaves(exc):
         if isinstance(leaf, AgentError):
             return leaf
@@ -77,13 +120,26 @@ def map_exception(exc: BaseException, *, spec: ServerSpec, tool: str | None, is_
     where = f"{spec.display}" + (f" tool {tool}" if tool else "")
     code = getattr(leaf, "code", None)
     data = getattr(leaf, "data", None)
-    message = redact(str(getattr(leaf, "message", None) or leaf) or type(leaf).__name__)
+    message = one_line(redact(str(getattr(leaf, "message", None) or leaf) or type(leaf).__name__))
     if code == HTTP_CIRCUIT_OPEN:
         return CircuitOpen(f"{where}: {message}", hint="the server kept failing; try again in a minute")
+    if code == HTTP_MALFORMED:
+        if is_write:
+            return AmbiguousWrite(f"{where} {message}; the write may have been applied")
+        return UpstreamError(f"{where} {message}", hint="the server is misbehaving; try again later or report it")
+    if code == PARSE_ERROR:
+        return UpstreamError(f"{where} sent a message that is not valid JSON-RPC: {message}",
+                             hint="the server is misbehaving; rerun with --debug for details")
+    if code == HTTP_SESSION_ENDED:
+        return UpstreamError(f"{where}: the server kept ending the session (HTTP 404 on every new one)",
+                             hint="try again later")
     if code in (HTTP_TIMEOUT, HTTP_NETWORK) and isinstance(data, dict):
         sent = data.get("sent", True) if code == HTTP_NETWORK else True
         if is_write and sent:
             return AmbiguousWrite(f"{where}: {message}; the write may have been applied")
+        if data.get("kind") == "unreachable":
+            return UpstreamError(f"cannot reach {spec.display}: {data.get('cause') or message}",
+                                 hint=_hint_unreachable(spec))
         return UpstreamError(f"cannot reach {spec.display}: {message}",
                              hint="check the URL and that the server runs; try again later")
     if isinstance(data, dict) and isinstance(data.get("status"), int):
@@ -106,11 +162,88 @@ def map_exception(exc: BaseException, *, spec: ServerSpec, tool: str | None, is_
         if is_write:
             return AmbiguousWrite(f"{where}: connection dropped during a write; it may have been applied")
         return UpstreamError(f"cannot reach {spec.display}: {message}", hint="check the URL and that the server runs")
+    if type(leaf).__name__ == "ValidationError":  # pydantic, from the SDK: an answer off the MCP schema
+        return UpstreamError(f"{where} answered something the MCP schema rejects: {message}",
+                             hint="the server is misbehaving; rerun with --debug for details")
     return UpstreamError(f"{where}: {message}")
 
 
+def internal_fault(exc: BaseException) -> BaseException | None:
+    """The exception of our own code behind an ``HTTP_INTERNAL`` answer (see agent.ratelimit.transport)."""
+    from agent.ratelimit.transport import take_fault
+
+    for leaf in _leaves(exc):
+        data = getattr(leaf, "data", None)
+        if getattr(leaf, "code", None) == HTTP_INTERNAL and isinstance(data, dict):
+            fault = take_fault(data.get("fault"))
+            return fault if fault is not None else RuntimeError(f"internal error below the MCP session: {leaf}")
+    return None
+
+
+def session_loss(exc: BaseException) -> str | None:
+    """How a request failed because its session is gone, if it did.
+
+    ``"ended"``: the server ended the session (404 to a request carrying its id): not processed.
+    ``"unsent"``: the session's streams were closed before the request could be written.
+    ``"dropped"``: the connection closed with the request in flight: it may have been processed.
+    """
+    for leaf in _leaves(exc):
+        code = getattr(leaf, "code", None)
+        data = getattr(leaf, "data", None)
+        if code == HTTP_SESSION_ENDED:
+            return "ended"
+        if isinstance(data, dict) and data.get("status") == 404 and data.get("session"):
+            return "ended"
+        # Without our transport below it (in-process), the SDK's own spellings of the same 404.
+        if code == INVALID_REQUEST and str(getattr(leaf, "message", "")) in ("Session terminated", "Session not found"):
+            return "ended"
+        if code == CONNECTION_CLOSED:
+            # The SDK raises "Connection closed" from the failed write itself (the streams were gone).
+            context = leaf.__context__
+            if context is not None and type(context).__name__ in ("BrokenResourceError", "ClosedResourceError"):
+                return "unsent"
+            return "dropped"
+        if type(leaf).__name__ in ("BrokenResourceError", "ClosedResourceError"):
+            return "unsent"
+    return None
+
+
+class _Session:
+    """One generation of the ``mcp`` client, entered and exited by its own task (``Connection._own``)."""
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.client: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.gone = False  # ended, dropped or retired: nothing new is sent on it
+        self.in_flight = 0
+        self.served = 0  # requests answered on it (a session that serves nothing is a wasted renewal)
+        self._close = asyncio.Event()
+
+    @contextmanager
+    def use(self) -> Iterator[Any]:
+        """Count one request in flight on this session (it is closed only once none is)."""
+        self.in_flight += 1
+        try:
+            yield self.client
+        finally:
+            self.in_flight -= 1
+            if self.gone and self.in_flight == 0:
+                self._close.set()
+
+    def retire(self, *, now: bool = False) -> None:
+        """Send nothing new on it; close it when the requests in flight have their answers (or ``now``)."""
+        self.gone = True
+        if now or self.in_flight == 0:
+            self._close.set()
+
+    async def closed(self) -> None:
+        """Wait until the session should close."""
+        await self._close.wait()
+
+
 class Connection:
-    """An open session to one server. Use ``async with Connection(spec, ...)``."""
+    """An open session to one server. Use ``async with Connection(spec, ...)``; see the module docstring."""
 
     def __init__(
         self,
@@ -132,12 +265,14 @@ class Connection:
         # None (the product's choice): elicitation is not declared, so servers never ask a headless
         # agent for input; a callback (an ``mcp`` ``ElicitationFnT``) declares it and answers.
         self._elicitation_callback = elicitation_callback
-        self._stack: AsyncExitStack | None = None
-        self._client: Any = None
+        self._session: _Session | None = None
+        self._sessions: set[_Session] = set()  # every generation whose task has not finished
+        self._lock = asyncio.Lock()
+        self._failed_renewal: tuple[_Session, BaseException] | None = None
+        self._context: contextvars.Context | None = None
         self._tools: list[Any] | None = None
         self.server_name: str | None = None
         self.protocol_version: str | None = None
-        self._had_session = False
         self.catalogue_stale = False
 
     async def __aenter__(self) -> Connection:
@@ -146,6 +281,11 @@ class Connection:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def generation(self) -> int:
+        """How many sessions this connection has opened (1 until a session is renewed)."""
+        return self._session.generation if self._session is not None else 0
 
     def _transport_target(self, stack: AsyncExitStack) -> Any:
         from mcp import StdioServerParameters
@@ -184,53 +324,155 @@ class Connection:
             stack.push_async_callback(http.aclose)
         return streamable_http_client(spec.url, http_client=http)
 
+    # ------------------------------------------------------------ session lifecycle
     async def open(self) -> None:
-        """Connect and handshake; failures become one clear ``UpstreamError``."""
-        from mcp import Client
-
-        stack = AsyncExitStack()
-        try:
-            target = self._transport_target(stack)
-            # The handshake era everywhere: Truto and Vapi speak it, and it carries tools/list_changed
-            # unsolicited (2026-07-28 sessions would need a subscription first).
-            mode = "legacy"
-            client = Client(target, mode=mode, cache=None, read_timeout_seconds=self.tool_timeout,
-                            message_handler=self._on_message,
-                            elicitation_callback=self._elicitation_callback)
-            self._client = await stack.enter_async_context(client)
-        except BaseException as exc:
-            await stack.aclose()
-            if _is_control(exc):
-                raise
-            raise map_exception(exc, spec=self.spec, tool=None, is_write=False) from None
-        self._stack = stack
-        info = self._client.server_info
+        """Connect and handshake; failures become one clear ``UpstreamError`` (our own bugs propagate)."""
+        # Session tasks run in the context of the opening, not of whichever call renews a session
+        # (a write's ``write_intent`` must not leak into the handshake of the next session).
+        self._context = contextvars.copy_context()
+        self._session = await self._start(1)
+        info = self._session.client.server_info
         self.server_name = getattr(info, "name", None)
-        self._had_session = self.spec.transport in ("http",)
-        self.protocol_version = self._client.protocol_version
+        self.protocol_version = self._session.client.protocol_version
         log.info("connected to %s (%s, protocol %s)", self.spec.display, self.server_name, self.protocol_version)
 
-    async def close(self) -> None:
-        """Close the session (errors while closing are logged, not raised)."""
-        stack, self._stack, self._client = self._stack, None, None
-        if stack is not None:
-            try:
-                await stack.aclose()
-            except BaseException as exc:  # a failing close must not mask the outcome
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
-                log.debug("closing %s: %s", self.spec.display, redact(repr(exc)))
+    async def _start(self, generation: int) -> _Session:
+        """Open one session generation in a task of its own; returns once it is ready to send."""
+        session = _Session(generation)
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        session.task = asyncio.create_task(self._own(session, ready), context=self._context,
+                                           name=f"mcp session {generation} with {self.spec.name}")
+        self._sessions.add(session)
+        session.task.add_done_callback(lambda _task: self._sessions.discard(session))
+        try:
+            await asyncio.shield(ready)
+        except BaseException as exc:
+            session.retire(now=True)
+            if _is_control(exc):
+                raise
+            fault = internal_fault(exc)
+            if fault is not None:
+                raise fault from None
+            raise map_exception(exc, spec=self.spec, tool=None, is_write=False) from None
+        return session
 
+    async def _own(self, session: _Session, ready: asyncio.Future[None]) -> None:
+        """The task that owns one session: enters the ``mcp`` client, waits, exits it (same task)."""
+        from mcp import Client
+
+        try:
+            async with AsyncExitStack() as stack:
+                target = self._transport_target(stack)
+                # The handshake era everywhere: Truto and Vapi speak it, and it carries
+                # tools/list_changed unsolicited (2026-07-28 sessions would need a subscription first).
+                client = Client(target, mode="legacy", cache=None, read_timeout_seconds=self.tool_timeout,
+                                message_handler=self._on_message, elicitation_callback=self._elicitation_callback)
+                session.client = await stack.enter_async_context(client)
+                ready.set_result(None)
+                await session.closed()
+        except BaseException as exc:  # reported to the opener, or only logged: this task ends quietly
+            session.gone = True
+            if not ready.done():
+                ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
+            elif not _is_control(exc):
+                log.debug("session %d with %s ended: %s", session.generation, self.spec.display, redact(repr(exc)))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            session.gone = True
+
+    async def close(self) -> None:
+        """Close every session (errors while closing are logged, not raised)."""
+        self._session = None
+        sessions = list(self._sessions)
+        for session in sessions:
+            session.retire(now=True)
+        tasks = [s.task for s in sessions if s.task is not None]
+        if tasks:
+            # gather: a cancelled close cancels the session tasks too (nothing outlives the run).
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _renew(self, lost: _Session) -> _Session:
+        """A live session instead of ``lost``: opened once for every caller that saw ``lost`` go."""
+        async with self._lock:
+            current = self._session
+            if current is None:
+                raise UpstreamError(f"{self.spec.display}: not connected")
+            if current is not lost and not current.gone:
+                return current  # another caller renewed it already
+            if self._failed_renewal is not None and self._failed_renewal[0] is current:
+                raise self._failed_renewal[1]
+            current.retire()
+            log.info("session with %s is gone; opening a new one", self.spec.display)
+            try:
+                fresh = await self._start(current.generation + 1)
+            except Exception as exc:
+                self._failed_renewal = (current, exc)
+                raise
+            await self._prime(fresh)
+            self._session = fresh
+            return fresh
+
+    async def _prime(self, session: _Session) -> None:
+        """List the tools once on a new session, before any call is sent on it.
+
+        The SDK lists tools before the first call of each tool name on a session (to validate
+        structured results): primed here, a renewed session costs one listing, not one per caller.
+        A failure is left to the calls themselves (they renew or report it).
+        """
+        cursor: str | None = None
+        try:
+            for _ in range(100):  # a server repeating cursors must not hold the renewal forever
+                page = await session.client.list_tools(cursor=cursor, cache_mode="refresh")
+                cursor = page.next_cursor
+                if cursor is None:
+                    return
+        except Exception as exc:
+            log.debug("listing tools on the new session with %s failed: %s", self.spec.display, redact(repr(exc)))
+
+    async def _live(self) -> _Session:
+        session = self._session
+        if session is None:
+            raise UpstreamError(f"{self.spec.display}: not connected")
+        return await self._renew(session) if session.gone else session
+
+    async def _send(self, request: Callable[[Any], Awaitable[T]], *, tool: str | None, is_write: bool) -> T:
+        """Send one request on the live session, moving it to a new session as the module docstring says."""
+        from agent.ratelimit.transport import write_intent
+
+        session = await self._live()
+        wasted = dropped = 0
+        while True:
+            try:
+                with session.use() as client, write_intent(is_write):
+                    # The capture/retry transports below read the intent to never resend an ambiguous write.
+                    result = await request(client)
+                session.served += 1
+                return result
+            except BaseException as exc:
+                if _is_control(exc):
+                    raise
+                fault = internal_fault(exc)
+                if fault is not None:
+                    raise fault from None
+                loss = session_loss(exc)
+                wasted = wasted + 1 if loss == "ended" and session.served == 0 else wasted
+                dropped = dropped + 1 if loss == "dropped" else dropped
+                if loss is None or wasted > MAX_SESSION_RENEWALS or dropped > 1:
+                    raise map_exception(exc, spec=self.spec, tool=tool, is_write=is_write) from None
+                if loss == "dropped":
+                    log.warning("connection to %s dropped; reconnecting", self.spec.display)
+                session.gone = True
+                session = await self._renew(session)
+                if loss == "dropped" and is_write:
+                    raise map_exception(exc, spec=self.spec, tool=tool, is_write=True) from None
+
+    # ------------------------------------------------------------ requests
     async def _on_message(self, message: Any) -> None:
         """Server notifications: ``tools/list_changed`` marks the cached catalogue stale."""
         if getattr(message, "method", None) == "notifications/tools/list_changed":
             log.info("%s says its tool list changed; it will be listed again", self.spec.display)
             self.catalogue_stale = True
-
-    async def reconnect(self) -> None:
-        """Re-initialise an expired session or a dropped connection (the catalogue is kept)."""
-        await self.close()
-        await self.open()
 
     async def list_tools(self, *, refresh: bool = False) -> list[Any]:
         """Every page of ``tools/list`` (cached for the run; ``refresh`` after ``list_changed``)."""
@@ -239,18 +481,17 @@ class Connection:
         tools: list[Any] = []
         cursor: str | None = None
         seen: set[str] = set()
-        try:
-            while True:
-                page = await self._client.list_tools(cursor=cursor, cache_mode="refresh")
-                tools.extend(page.tools)
-                cursor = page.next_cursor
-                if cursor is None or cursor in seen:  # a server repeating a cursor would loop forever
-                    break
-                seen.add(cursor)
-        except BaseException as exc:
-            if _is_control(exc):
-                raise
-            raise map_exception(exc, spec=self.spec, tool=None, is_write=False) from None
+        while True:
+
+            async def page_at(client: Any, at: str | None = cursor) -> Any:
+                return await client.list_tools(cursor=at, cache_mode="refresh")
+
+            page = await self._send(page_at, tool=None, is_write=False)
+            tools.extend(page.tools)
+            cursor = page.next_cursor
+            if cursor is None or cursor in seen:  # a server repeating a cursor would loop forever
+                break
+            seen.add(cursor)
         self._tools = tools
         self.catalogue_stale = False
         return tools
@@ -260,8 +501,8 @@ class Connection:
         """Call one tool; returns a decoded ``ToolOutput`` (``output.error`` set for tool-level failures).
 
         Transport failures raise: ``AmbiguousWrite`` for a write that may have happened, else an
-        ``UpstreamError``. An expired session (404) is re-initialised once and the call resent: a 404
-        means the request was not processed.
+        ``UpstreamError``; a session that ended or dropped is handled as the module docstring says.
+        A failure of our own code below the SDK is re-raised as it is (an internal error, exit 1).
 
         A tool *result* reporting an upstream 5xx or 408 (Truto forwards Vapi's failures as ``isError``
         envelopes, where no HTTP-level retry can see them): a write's error becomes ``AmbiguousWrite``
@@ -291,34 +532,8 @@ class Connection:
 
     async def _call_once(self, name: str, arguments: dict[str, Any] | None, *, is_write: bool,
                          timeout: float | None) -> ToolOutput:
-        """One ``tools/call`` (re-initialising an expired session once); see ``call``."""
-        if self._client is None:
-            raise UpstreamError(f"{self.spec.display}: not connected")
-        for attempt in (1, 2):
-            try:
-                from agent.ratelimit.transport import write_intent
-
-                # The capture/retry transports below read this to never resend an ambiguous write.
-                with write_intent(is_write):
-                    result = await self._client.call_tool(name, arguments or {}, read_timeout_seconds=timeout)
-                return decode_result(name, result)
-            except BaseException as exc:
-                if _is_control(exc):
-                    raise
-                leaf = _leaves(exc)[0]
-                data = getattr(leaf, "data", None)
-                expired = (getattr(leaf, "code", None) == INVALID_REQUEST and "terminated" in str(leaf).lower()) or (
-                    isinstance(data, dict) and data.get("status") == 404 and self._had_session)
-                if expired and attempt == 1:
-                    log.info("session with %s expired; re-initialising", self.spec.display)
-                    await self.reconnect()
-                    continue
-                # A dropped connection (a stdio server that died, a closed stream): reconnect once. Only a
-                # read is resent; a write may have been applied, so it is reported as ambiguous instead.
-                if getattr(leaf, "code", None) == CONNECTION_CLOSED and attempt == 1:
-                    log.warning("connection to %s dropped; reconnecting", self.spec.display)
-                    await self.reconnect()
-                    if not is_write:
-                        continue
-                raise map_exception(exc, spec=self.spec, tool=name, is_write=is_write) from None
-        raise UpstreamError(f"{self.spec.display}: session could not be re-established")
+        """One ``tools/call`` through ``_send``; the result decoded."""
+        result = await self._send(
+            lambda client: client.call_tool(name, arguments or {}, read_timeout_seconds=timeout),
+            tool=name, is_write=is_write)
+        return decode_result(name, result)

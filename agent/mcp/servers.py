@@ -33,6 +33,9 @@ class ServerSpec:
 
     ``transport`` is ``http`` (Streamable HTTP), ``sse`` (legacy HTTP+SSE), ``stdio`` or ``sandbox``
     (the embedded workspace, wired by ``agent.runtime``). ``kind`` is truto | vapi | generic | sandbox.
+    ``source`` says where the server was configured, in the words a user would check (``--mcp-url
+    (or VAPI_AGENT_MCP_URL)``, ``VAPI_API_KEY`` for Vapi's hosted server...), for errors such as
+    "cannot reach".
     """
 
     name: str
@@ -46,6 +49,7 @@ class ServerSpec:
     cwd: str | None = None
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
+    source: str = ""
 
     @property
     def display(self) -> str:
@@ -144,6 +148,7 @@ def load_mcp_config(path: str, env: Mapping[str, str]) -> list[ServerSpec]:
             specs.append(ServerSpec(
                 name=name, transport=_url_transport(url, entry.get("type") or entry.get("transport")),
                 kind=_kind_for_url(url, entry.get("kind")), url=url, headers=headers, allow=allow, deny=deny,
+                source=f"the url of {where}",
             ))
         elif entry.get("command"):
             env_vars = {str(k): str(v) for k, v in (entry.get("env") or {}).items()}
@@ -152,7 +157,7 @@ def load_mcp_config(path: str, env: Mapping[str, str]) -> list[ServerSpec]:
             specs.append(ServerSpec(
                 name=name, transport="stdio", kind=entry.get("kind") or "generic", command=str(entry["command"]),
                 args=[str(a) for a in entry.get("args") or []], env=env_vars, cwd=entry.get("cwd"),
-                allow=allow, deny=deny,
+                allow=allow, deny=deny, source=f"the command of {where}",
             ))
         else:
             raise ConfigError(f"{where} has neither url nor command")
@@ -180,10 +185,11 @@ def resolve_servers(settings: Settings, env: Mapping[str, str] | None = None) ->
         elif kind == "vapi" and settings.vapi_api_key:
             headers["Authorization"] = f"Bearer {settings.vapi_api_key}"
         specs = [ServerSpec(name=urlsplit(url).hostname or "mcp", transport=_url_transport(url), kind=kind,
-                            url=url, headers=headers)]
+                            url=url, headers=headers, source="--mcp-url (or VAPI_AGENT_MCP_URL)")]
     elif settings.vapi_api_key:
         specs = [ServerSpec(name="vapi", transport="http", kind="vapi", url=VAPI_HOSTED_MCP,
-                            headers={"Authorization": f"Bearer {settings.vapi_api_key}"})]
+                            headers={"Authorization": f"Bearer {settings.vapi_api_key}"},
+                            source="VAPI_API_KEY")]
     else:
         return [sandbox_spec(settings)]
     if settings.server and settings.server not in {s.name for s in specs}:

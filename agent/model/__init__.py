@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.config import Settings
-from agent.errors import ConfigError, ModelError
+from agent.errors import ConfigError, ModelError, unreachable_cause
 
 # USD per 1M tokens (input, output). Overridable with --price IN,OUT; unknown models have no price.
 PRICES: dict[str, tuple[float, float]] = {
@@ -112,6 +112,20 @@ def require_model(settings: Settings) -> None:
 
 Retry = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
 MALFORMED_SHOWN = 80  # first characters of a malformed answer shown in the error
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the openai SDK's, when OPENAI_BASE_URL is not set
+
+
+def _host_of(url: str) -> str:
+    """Host and port of an endpoint URL, never its path or credentials (safe to print)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or "the model endpoint"
+    return f"{host}:{port}" if port else host
 
 
 class OpenAIChatModel:
@@ -122,6 +136,8 @@ class OpenAIChatModel:
 
         self.name = settings.effective_model
         self._retry = retry
+        self._base_url_set = bool(settings.openai_base_url)
+        self.endpoint = _host_of(settings.openai_base_url or DEFAULT_BASE_URL)
         self._client = openai.AsyncOpenAI(
             api_key=settings.openai_api_key or "not-needed",
             base_url=settings.openai_base_url,
@@ -267,5 +283,12 @@ class OpenAIChatModel:
             detail = getattr(exc, "message", str(exc))
             return ModelError(f"the model endpoint answered HTTP {exc.status_code}: {detail}", status=exc.status_code)
         if isinstance(exc, openai.APIConnectionError):
-            return ModelError("cannot reach the model endpoint", hint="check OPENAI_BASE_URL and the network")
+            if self._base_url_set:
+                hint = "check OPENAI_BASE_URL and that the server runs"
+            else:
+                hint = "OPENAI_BASE_URL is not set, so the default OpenAI endpoint is used: check the network"
+            if isinstance(exc, openai.APITimeoutError):
+                return ModelError(f"the model endpoint {self.endpoint} did not answer in time", hint=hint)
+            cause = unreachable_cause(exc) or "the connection failed"
+            return ModelError(f"cannot reach the model endpoint {self.endpoint}: {cause}", hint=hint)
         return ModelError(f"model call failed: {type(exc).__name__}: {exc}")

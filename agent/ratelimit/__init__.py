@@ -25,12 +25,16 @@ with the transport and the first retry):
     clock, wall, sleep, rng, budget=RunBudget(...), reporter)``; ``await policy.run(fn,
     is_write=..., upstream=...)`` retries 429 always, 5xx/408/timeouts for reads only, waits the
     announced reset plus jitter (never less) or full-jitter backoff, and raises ``RateLimited``
-    (exit 4) when the budget runs out or the reset lies beyond it; ``allowance(spent)`` is the wait
+    (exit 4) when the budget runs out or the reset lies beyond it (attempts bound only failures
+    that announce no reset); ``allowance(spent)`` is the wait
     still allowed to a request. ``classify(exc, is_write)``,
     ``status_of``, ``headers_of`` read any exception that carries a response (httpx2, openai,
-    ``MCPError.data``). JSON-RPC codes: ``HTTP_RATE_LIMITED = -32029``, ``HTTP_AUTH = -32030``,
-    ``HTTP_NOT_FOUND = -32031``, ``HTTP_CLIENT_ERROR = -32032``, ``HTTP_SERVER_ERROR = -32050``,
-    ``HTTP_TIMEOUT = -32051``, ``HTTP_NETWORK = -32052``, ``HTTP_CIRCUIT_OPEN = -32053``.
+    ``MCPError.data``); an unreachable upstream (``agent.errors.unreachable_cause``: refused, no such
+    host, TLS) is not retried until it has answered once in the run. JSON-RPC codes: ``HTTP_RATE_LIMITED = -32029``,
+    ``HTTP_AUTH = -32030``, ``HTTP_NOT_FOUND = -32031``, ``HTTP_CLIENT_ERROR = -32032``,
+    ``HTTP_SERVER_ERROR = -32050``, ``HTTP_TIMEOUT = -32051``, ``HTTP_NETWORK = -32052``,
+    ``HTTP_CIRCUIT_OPEN = -32053``, ``HTTP_SESSION_ENDED = -32054``, ``HTTP_INTERNAL = -32055``,
+    ``HTTP_MALFORMED = -32056``.
 ``breaker``
     ``CircuitBreaker(name, failure_threshold=5, cool_down=30, clock)``: ``admit()`` (raises
     ``CircuitOpen``), ``record_success/failure/neutral``, ``record(exc)``, ``async with guard()``;
@@ -38,7 +42,9 @@ with the transport and the first retry):
 ``transport`` (httpx2)
     ``RetryingTransport(inner, policy, governors, breakers=None, on_response=None)`` re-sends refused
     requests itself; ``RateLimitAwareTransport(inner, on_response=...)`` records every answer and
-    turns failures of JSON-RPC POSTs into JSON-RPC errors carrying ``{status, kind, headers, ...}``;
+    turns failures of JSON-RPC POSTs into JSON-RPC errors carrying ``{status, kind, headers, ...}``
+    (our own bugs as ``HTTP_INTERNAL``: ``take_fault(id)`` returns the exception; malformed 2xx
+    answers as ``HTTP_MALFORMED``, described by ``describe_body``);
     ``write_intent(flag)`` marks the requests of a block as writes or reads.
 """
 
@@ -53,21 +59,25 @@ _EXPORTS = {
     "governor": ("Governor", "GovernorRegistry", "GovernorState", "WaitEvent", "WaitReporter", "WaitRecorder",
                  "upstream_key", "display_name"),
     "policy": ("RetryPolicy", "RetryConfig", "RunBudget", "Failure", "classify", "status_of", "headers_of",
-               "gave_up_reason", "HTTP_RATE_LIMITED", "HTTP_AUTH", "HTTP_NOT_FOUND", "HTTP_CLIENT_ERROR",
-               "HTTP_SERVER_ERROR", "HTTP_TIMEOUT", "HTTP_NETWORK", "HTTP_CIRCUIT_OPEN"),
+               "gave_up_reason", "HTTP_RATE_LIMITED", "HTTP_AUTH", "HTTP_NOT_FOUND",
+               "HTTP_CLIENT_ERROR", "HTTP_SERVER_ERROR", "HTTP_TIMEOUT", "HTTP_NETWORK", "HTTP_CIRCUIT_OPEN",
+               "HTTP_SESSION_ENDED", "HTTP_INTERNAL", "HTTP_MALFORMED"),
     "breaker": ("CircuitBreaker", "BreakerRegistry", "is_health_failure"),
     "transport": ("RetryingTransport", "RateLimitAwareTransport", "UpstreamHTTPStatus", "write_intent",
-                  "request_is_write", "WRITE_INTENT", "RETRY_EXTENSION"),
+                  "request_is_write", "take_fault", "describe_body", "WRITE_INTENT", "RETRY_EXTENSION"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
     "HTTP_AUTH",
     "HTTP_CIRCUIT_OPEN",
     "HTTP_CLIENT_ERROR",
+    "HTTP_INTERNAL",
+    "HTTP_MALFORMED",
     "HTTP_NETWORK",
     "HTTP_NOT_FOUND",
     "HTTP_RATE_LIMITED",
     "HTTP_SERVER_ERROR",
+    "HTTP_SESSION_ENDED",
     "HTTP_TIMEOUT",
     "RETRY_EXTENSION",
     "WRITE_INTENT",
@@ -88,6 +98,7 @@ __all__ = [
     "WaitRecorder",
     "WaitReporter",
     "classify",
+    "describe_body",
     "display_name",
     "gave_up_reason",
     "headers_of",
@@ -100,6 +111,7 @@ __all__ = [
     "parse_retry_after_ms",
     "request_is_write",
     "status_of",
+    "take_fault",
     "upstream_key",
     "write_intent",
 ]
@@ -129,10 +141,13 @@ if TYPE_CHECKING:
         HTTP_AUTH,
         HTTP_CIRCUIT_OPEN,
         HTTP_CLIENT_ERROR,
+        HTTP_INTERNAL,
+        HTTP_MALFORMED,
         HTTP_NETWORK,
         HTTP_NOT_FOUND,
         HTTP_RATE_LIMITED,
         HTTP_SERVER_ERROR,
+        HTTP_SESSION_ENDED,
         HTTP_TIMEOUT,
         Failure,
         RetryConfig,
@@ -149,7 +164,9 @@ if TYPE_CHECKING:
         RateLimitAwareTransport,
         RetryingTransport,
         UpstreamHTTPStatus,
+        describe_body,
         request_is_write,
+        take_fault,
         write_intent,
     )
 

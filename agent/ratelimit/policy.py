@@ -8,12 +8,18 @@
   nothing is announced;
 * a read also on 5xx, 408 and timeouts or dropped connections; a write never on those (it may have
   happened: the connection layer raises ``AmbiguousWrite`` and the facade reconciles);
-* a request that never left (connect error, pool timeout) always.
+* a request that never left (connect error, pool timeout) always, except when the upstream is
+  *unreachable* (connection refused, no such host, TLS failure: ``unreachable_cause``) and has not
+  answered once in this run: a wrong URL or an offline machine fails at once with the real cause,
+  while a server that answered before and then refuses connections (restarting) is waited for.
 
-Caps (``RetryConfig``): attempts per request, seconds of waiting per request, and seconds of waiting
-per run (``RunBudget``, shared by every request of a run; concurrent waits are counted once, as wall
-time). When the announced reset lies beyond what is left of the budget, the policy fails at once with
-``RateLimited`` (exit 4) instead of sleeping and failing anyway.
+Caps (``RetryConfig``): seconds of waiting per request and per run (``RunBudget``, shared by every
+request of a run; concurrent waits are counted once, as wall time), and attempts per request. When
+the server announces when to come back (a reset on a 429, Retry-After on a 503), time is the only
+budget: a run sharing a limit with others may be refused many times in a row and still finish.
+Attempts bound only failures that announce nothing. When the announced reset lies beyond what is
+left of the budget, the policy fails at once with ``RateLimited`` (exit 4) instead of sleeping and
+failing anyway.
 
 Failures are recognised by duck typing, so the same policy serves httpx2, mcp and openai: the status
 comes from ``.status_code``, ``.status``, ``.response.status_code`` or ``.data["status"]``; headers from
@@ -34,7 +40,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from agent.errors import AmbiguousWrite, CircuitOpen, RateLimited
+from agent.errors import AmbiguousWrite, CircuitOpen, RateLimited, unreachable_cause
 from agent.ratelimit.governor import Clock, Sleep, WaitEvent, WaitReporter
 from agent.ratelimit.headers import normalize_headers, parse_rate_limit
 
@@ -49,18 +55,22 @@ HTTP_SERVER_ERROR = -32050  # 5xx: for a write, it may have happened
 HTTP_TIMEOUT = -32051  # 408 or no answer in time: for a write, it may have happened
 HTTP_NETWORK = -32052  # connection failed or dropped; data.sent is False when it never left
 HTTP_CIRCUIT_OPEN = -32053  # the circuit breaker is open: the request was not sent
+HTTP_SESSION_ENDED = -32054  # 404 to a request carrying a session id: the session ended, nothing was processed
+HTTP_INTERNAL = -32055  # our own code failed below the SDK (a bug): data.fault names the exception to re-raise
+HTTP_MALFORMED = -32056  # a 2xx answer that is not JSON-RPC (truncated JSON, HTML, a garbage event stream)
 
 _CODE_KINDS = {
     HTTP_RATE_LIMITED: "rate_limited", HTTP_AUTH: "auth", HTTP_NOT_FOUND: "not_found",
     HTTP_CLIENT_ERROR: "client_error", HTTP_SERVER_ERROR: "server_error", HTTP_TIMEOUT: "timeout",
-    HTTP_NETWORK: "network", HTTP_CIRCUIT_OPEN: "final",
+    HTTP_NETWORK: "network", HTTP_CIRCUIT_OPEN: "final", HTTP_SESSION_ENDED: "final", HTTP_INTERNAL: "final",
+    HTTP_MALFORMED: "final",
 }
 # Exception class names (anywhere in the MRO) from httpx2, openai, asyncio and the builtins.
 _NOT_SENT = {"ConnectError", "ConnectTimeout", "PoolTimeout", "ConnectionRefusedError"}
 _TIMEOUTS = {"TimeoutException", "ReadTimeout", "WriteTimeout", "APITimeoutError", "TimeoutError"}
 _NETWORK = {"NetworkError", "ReadError", "WriteError", "CloseError", "RemoteProtocolError", "ProtocolError",
             "APIConnectionError", "ConnectionError"}
-_ALWAYS = {"rate_limited", "not_sent"}  # the request was refused or never left: safe to resend
+_ALWAYS = {"rate_limited", "not_sent", "unreachable"}  # refused, or never left: safe to resend
 _READS_ONLY = {"server_error", "timeout", "network"}
 
 
@@ -136,6 +146,8 @@ def _kind(exc: BaseException) -> str | None:
             return "server_error"
         return "client_error" if status >= 400 else None
     names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & (_NOT_SENT | {"APIConnectionError"}) and unreachable_cause(exc) is not None:
+        return "unreachable"
     if names & _NOT_SENT:
         return "not_sent"
     if names & _TIMEOUTS:
@@ -207,6 +219,7 @@ class _Call:
     announced: float | None = None
     remaining: float = 0.0
     gave_up: str | None = None
+    unannounced: int = 0  # failed attempts that announced no reset: the only ones the attempt cap counts
 
 
 _ANNOUNCING = {"rate_limited", "server_error"}
@@ -234,6 +247,19 @@ class RetryPolicy:
         self.rng = rng or random.Random()
         self.budget = budget or RunBudget(self.config.max_wait_per_run, clock)
         self.reporter = reporter or WaitReporter()
+        self._answered: set[str] = set()  # upstreams that answered at least once (any status)
+
+    def answered(self, upstream: str) -> bool:
+        """Whether ``upstream`` has answered a request of this run (with any status)."""
+        return upstream in self._answered
+
+    def _retryable(self, exc: BaseException, *, is_write: bool, upstream: str) -> bool:
+        failure = classify(exc, is_write=is_write)
+        if failure.status is not None:
+            self._answered.add(upstream)
+        if failure.kind == "unreachable" and upstream not in self._answered:
+            return False  # a wrong URL, an offline machine: say so now, not after minutes of retries
+        return failure.retryable
 
     def allowance(self, spent: float = 0.0) -> float:
         """Seconds a request that already waited ``spent`` may still wait (per-request and run budgets)."""
@@ -267,11 +293,14 @@ class RetryPolicy:
             if call.remaining <= 0.0:
                 call.gave_up = "budget"
                 return 0.0
-            ceiling = min(self.config.backoff_max, self.config.backoff_base * 2 ** (state.attempt_number - 1))
+            ceiling = min(self.config.backoff_max, self.config.backoff_base * 2 ** call.unannounced)
             return min(self.rng.uniform(0.0, ceiling), call.remaining)
 
         def stop(state: RetryCallState) -> bool:
-            if call.gave_up is None and state.attempt_number >= self.config.max_attempts:
+            # tenacity runs ``wait`` first, so ``call.announced`` describes this very failure.
+            if call.announced is None or call.announced <= 0.0:
+                call.unannounced += 1
+            if call.gave_up is None and call.unannounced >= self.config.max_attempts:
                 call.gave_up = "attempts"
             return call.gave_up is not None
 
@@ -292,13 +321,14 @@ class RetryPolicy:
 
         retrying = AsyncRetrying(
             sleep=self.sleep,
-            retry=retry_if_exception(lambda exc: classify(exc, is_write=is_write).retryable),
+            retry=retry_if_exception(lambda exc: self._retryable(exc, is_write=is_write, upstream=upstream)),
             wait=wait,
             stop=stop,
             before_sleep=before_sleep,
             retry_error_callback=give_up,
         )
         result: T = await retrying(fn)
+        self._answered.add(upstream)
         return result
 
     def _announced(self, failure: Failure) -> float | None:

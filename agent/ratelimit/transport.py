@@ -18,11 +18,21 @@ governor would hold the request past what is left of the wait budget (``RateLimi
 
 ``RateLimitAwareTransport`` (MCP-specific): calls ``on_response(origin_key, status, headers,
 received_at)`` for every answer (2xx too; a failing callback is logged, never raised), and turns a
-non-2xx answer or an exception of a JSON-RPC POST into a JSON-RPC error response, so mcp raises
-``MCPError(code, message, data={status, kind, headers, upstream, is_write, retry?, sent?})`` and the
-session survives. Codes are in ``agent.ratelimit.policy`` (``HTTP_RATE_LIMITED = -32029`` ...). A
-server's own JSON-RPC error on a plain 4xx (400 INVALID_PARAMS, 404 METHOD_NOT_FOUND, -32022 during
-era negotiation) is passed through untouched, because mcp's protocol logic depends on those codes.
+non-2xx answer or a transport failure of a JSON-RPC POST into a JSON-RPC error response, so mcp raises
+``MCPError(code, message, data={status, kind, headers, upstream, is_write, session, retry?, sent?})``
+and the session survives. Codes are in ``agent.ratelimit.policy`` (``HTTP_RATE_LIMITED = -32029`` ...).
+A server's own JSON-RPC error on a plain 4xx (400 INVALID_PARAMS, 404 METHOD_NOT_FOUND, -32022 during
+era negotiation) is passed through untouched, because mcp's protocol logic depends on those codes;
+but a 404 to a request that carried a session id is ``HTTP_SESSION_ENDED`` whatever its body (the
+MCP spec: the server ended the session and did not process the request).
+
+Failure classes, honestly: only transport failures (``httpx2.TransportError``, timeouts) and our own
+verdicts (``RateLimited``, ``CircuitOpen``) become "network"/"timeout"/... answers. Any other exception
+is a bug of ours, not the server's: it becomes ``HTTP_INTERNAL`` carrying a fault id, and
+``take_fault(id)`` hands the original exception (with its traceback) back to the connection, which
+re-raises it (exit 1); it is never "may have been applied". A 2xx answer to a request that is not
+JSON-RPC (truncated or non-JSON-RPC JSON, an HTML page, an event stream without a valid message) is
+``HTTP_MALFORMED``, one line naming what came back (content type, size, first characters).
 
 Whether a request is a write: ``with write_intent(True): await client.call_tool(...)`` (a
 ContextVar; mcp sends each POST from a task started in the caller's context, so it is visible here).
@@ -34,30 +44,36 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 import httpx2
 
-from agent.errors import CircuitOpen, RateLimited
+from agent.errors import CircuitOpen, RateLimited, unreachable_cause
 from agent.ratelimit.breaker import BreakerRegistry, CircuitBreaker
 from agent.ratelimit.governor import Clock, Governor, GovernorRegistry, display_name, upstream_key
 from agent.ratelimit.policy import (
     HTTP_AUTH,
     HTTP_CIRCUIT_OPEN,
     HTTP_CLIENT_ERROR,
+    HTTP_INTERNAL,
+    HTTP_MALFORMED,
     HTTP_NETWORK,
     HTTP_NOT_FOUND,
     HTTP_RATE_LIMITED,
     HTTP_SERVER_ERROR,
+    HTTP_SESSION_ENDED,
     HTTP_TIMEOUT,
     RetryPolicy,
     classify,
     gave_up_reason,
 )
+from agent.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -218,15 +234,23 @@ class RateLimitAwareTransport(httpx2.AsyncBaseTransport):
         rpc_id = _jsonrpc_id(request)
         try:
             response = await self.inner.handle_async_request(request)
-        except Exception as exc:
+        except (httpx2.TransportError, TimeoutError, RateLimited, CircuitOpen) as exc:
             if rpc_id is _NOT_JSONRPC:
                 raise
             # Raising here would tear down mcp's whole connection; an error answer fails one call.
             return _exception_answer(request, rpc_id, exc)
+        except Exception as exc:
+            if rpc_id is _NOT_JSONRPC:
+                raise
+            return _internal_answer(request, rpc_id, exc)
         _notify(self.on_response, request, response, self.clock())
-        if rpc_id is _NOT_JSONRPC or response.status_code < 400:
+        if rpc_id is _NOT_JSONRPC:
             return response
-        return await _status_answer(request, rpc_id, response)
+        if response.status_code >= 400:
+            return await _status_answer(request, rpc_id, response)
+        if rpc_id is _NOTIFICATION or response.status_code == 202:
+            return response
+        return await _checked_answer(request, rpc_id, response)
 
     async def aclose(self) -> None:
         """Close the inner transport."""
@@ -241,15 +265,20 @@ async def _status_answer(request: httpx2.Request, rpc_id: Any, response: httpx2.
     finally:
         await response.aclose()
     upstream_error = _jsonrpc_error(body, response.headers.get("content-type", ""))
-    if upstream_error is not None and status not in (401, 403, 408, 429) and status < 500:
+    session = _carries_session(request)
+    if session and status == 404:
+        code, kind = HTTP_SESSION_ENDED, "session_ended"
+    elif upstream_error is not None and status not in (401, 403, 408, 429) and status < 500:
         return _rebuild(response, body, request)  # the server's own protocol error: mcp needs its code
-    code, kind = _code_for(status)
+    else:
+        code, kind = _code_for(status)
     message = f"HTTP {status} {response.reason_phrase}".rstrip()
     detail = _detail(body, upstream_error)
     if detail:
         message = f"{message}: {detail}"
     data: dict[str, Any] = {"status": status, "kind": kind, "headers": _safe_headers(response.headers),
-                            "upstream": display_name(request.url), "is_write": request_is_write(request)}
+                            "upstream": display_name(request.url), "is_write": request_is_write(request),
+                            "session": session}
     if upstream_error is not None:
         data["upstream_error"] = upstream_error
     retry = response.extensions.get(RETRY_EXTENSION)
@@ -273,6 +302,10 @@ def _exception_answer(request: httpx2.Request, rpc_id: Any, exc: Exception) -> h
                              {**base, "status": 429, "kind": "rate_limited", "headers": {}, "sent": False,
                               "retry": retry})
     kind = classify(exc, is_write=False).kind
+    if kind == "unreachable":
+        cause = unreachable_cause(exc)
+        return _error_answer(request, rpc_id, 502, HTTP_NETWORK, f"cannot connect to {upstream}: {cause}",
+                             {**base, "status": None, "kind": "unreachable", "sent": False, "cause": cause})
     if kind == "timeout":
         return _error_answer(request, rpc_id, 504, HTTP_TIMEOUT, f"{upstream} did not answer in time",
                              {**base, "status": None, "kind": "timeout", "sent": True})
@@ -280,6 +313,185 @@ def _exception_answer(request: httpx2.Request, rpc_id: Any, exc: Exception) -> h
     text = f"connection to {upstream} failed" if not sent else f"connection to {upstream} dropped"
     return _error_answer(request, rpc_id, 502, HTTP_NETWORK, text,
                          {**base, "status": None, "kind": "network", "sent": sent})
+
+
+# Exceptions of our own code met below the SDK, by fault id, until the connection takes them back.
+_FAULTS: dict[str, BaseException] = {}
+_FAULTS_LOCK = threading.Lock()
+
+
+def _internal_answer(request: httpx2.Request, rpc_id: Any, exc: Exception) -> httpx2.Response:
+    fault = uuid.uuid4().hex
+    with _FAULTS_LOCK:
+        _FAULTS[fault] = exc
+    log.debug("internal error below the MCP session", exc_info=exc)
+    return _error_answer(request, rpc_id, 500, HTTP_INTERNAL, f"internal error: {type(exc).__name__}",
+                         {"status": None, "kind": "internal", "fault": fault, "error": type(exc).__name__,
+                          "upstream": display_name(request.url), "is_write": request_is_write(request)})
+
+
+def take_fault(fault: Any) -> BaseException | None:
+    """The exception an ``HTTP_INTERNAL`` answer stands for (once; None when unknown)."""
+    if not isinstance(fault, str):
+        return None
+    with _FAULTS_LOCK:
+        return _FAULTS.pop(fault, None)
+
+
+# ---------------------------------------------------------------- malformed answers
+_SAMPLE_CHARS = 60
+_MAX_MALFORMED_READ = 64 * 1024  # an HTML error page is read this far, for its first characters
+
+
+def describe_body(content_type: str, body: bytes) -> str:
+    """``text/html, 1,204 bytes: '<!doctype html><html>...'``: redacted, control characters escaped."""
+    text = redact(body[: _SAMPLE_CHARS * 4].decode("utf-8", "replace"))
+    sample = text[:_SAMPLE_CHARS] + ("..." if len(text) > _SAMPLE_CHARS else "")
+    shown = ascii(sample) if sample else "nothing"
+    return f"{content_type or 'no content type'}, {len(body):,} bytes: {shown}"
+
+
+def _is_jsonrpc(value: Any) -> bool:
+    """A JSON-RPC 2.0 message (or a batch of them), judged by shape only (the SDK validates the rest)."""
+    if isinstance(value, list):
+        return bool(value) and all(_is_jsonrpc(item) for item in value)
+    return isinstance(value, dict) and value.get("jsonrpc") == "2.0" and (
+        "result" in value or "error" in value or "method" in value)
+
+
+async def _checked_answer(request: httpx2.Request, rpc_id: Any, response: httpx2.Response) -> httpx2.Response:
+    """A 2xx answer to a request: JSON checked whole, an event stream event by event, anything else refused."""
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "text/event-stream":
+        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _DROP_ON_REBUILD]
+        checked = _CheckedEventStream(response, request, rpc_id)
+        return httpx2.Response(response.status_code, headers=headers, stream=checked, request=request,
+                               extensions={k: v for k, v in response.extensions.items()
+                                           if k in ("http_version", "reason_phrase")})
+    try:
+        if content_type == "application/json":
+            body = await response.aread()
+        else:
+            body = await _read_some(response, _MAX_MALFORMED_READ)
+    finally:
+        await response.aclose()
+    if content_type == "application/json":
+        try:
+            parsed = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        if _is_jsonrpc(parsed):
+            return _rebuild(response, body, request)
+        what = "something that is not JSON-RPC"
+    else:
+        what = "something that is neither JSON nor an event stream"
+    return _malformed_answer(request, rpc_id, f"answered {what} ({describe_body(content_type, body)})")
+
+
+async def _read_some(response: httpx2.Response, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)
+
+
+def _malformed_answer(request: httpx2.Request, rpc_id: Any, message: str) -> httpx2.Response:
+    return _error_answer(request, rpc_id, 502, HTTP_MALFORMED, message,
+                         {"status": None, "kind": "malformed", "upstream": display_name(request.url),
+                          "is_write": request_is_write(request), "sent": True})
+
+
+class _CheckedEventStream(httpx2.AsyncByteStream):
+    """An event-stream answer passed on event by event (parsed by ``httpx2.EventSource``).
+
+    Events whose data is not JSON-RPC are dropped; when the stream then ends without an answer to
+    the request (or holds no event at all, just bytes), one JSON-RPC error event ``HTTP_MALFORMED``
+    naming what came back is added, so mcp reports one clear line instead of a parse traceback. A
+    clean stream is passed on unchanged in meaning (ids and retry hints kept for resumption); a
+    stream cut by the network still fails as a dropped stream.
+    """
+
+    def __init__(self, response: httpx2.Response, request: httpx2.Request, rpc_id: Any) -> None:
+        self.response = response
+        self.request = request
+        self.rpc_id = rpc_id
+        self.head = bytearray()
+
+    async def _sampled(self) -> AsyncIterator[bytes]:
+        async for chunk in self.response.aiter_bytes():  # decoded (gzip...); works on a read answer too
+            if len(self.head) < _SAMPLE_CHARS * 4:
+                self.head.extend(chunk[: _SAMPLE_CHARS * 4 - len(self.head)])
+            yield chunk
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        headers = [(k, v) for k, v in self.response.headers.multi_items() if k.lower() not in _DROP_ON_REBUILD]
+        raw = httpx2.Response(self.response.status_code, headers=headers, stream=_Iterated(self._sampled()),
+                              request=self.request)
+        answered, events = False, 0
+        bad: str | None = None
+        try:
+            async for event in httpx2.EventSource(raw, max_event_size=None):
+                events += 1
+                message = _event_message(event.data)
+                if message is None:
+                    bad = bad if bad is not None else event.data
+                    continue
+                answered = answered or _answers(message, self.rpc_id)
+                yield _encode_event(event.event, event.data, event.id, event.retry)
+        except httpx2.SSEError as exc:
+            bad = bad if bad is not None else f"({exc})"
+        if answered or (bad is None and (events or not self.head)):
+            return
+        if bad is not None:
+            what = f"an event whose data is not JSON-RPC ({describe_body('text/event-stream', bad.encode())})"
+        else:
+            what = f"an event stream without any event ({describe_body('text/event-stream', bytes(self.head))})"
+        error = {"jsonrpc": "2.0", "id": self.rpc_id, "error": {
+            "code": HTTP_MALFORMED, "message": f"answered {what}",
+            "data": {"status": None, "kind": "malformed", "upstream": display_name(self.request.url),
+                     "is_write": request_is_write(self.request), "sent": True}}}
+        yield _encode_event("message", json.dumps(error), None, None)
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+class _Iterated(httpx2.AsyncByteStream):
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self.chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.chunks:
+            yield chunk
+
+
+def _event_message(data: str) -> Any:
+    """The JSON-RPC message an event carries; ``""`` for a priming event (no data); None when malformed."""
+    if not data:
+        return ""
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return None
+    return parsed if _is_jsonrpc(parsed) else None
+
+
+def _answers(message: Any, rpc_id: Any) -> bool:
+    items = message if isinstance(message, list) else [message]
+    return any(isinstance(m, dict) and m.get("id") == rpc_id and ("result" in m or "error" in m) for m in items)
+
+
+def _encode_event(event: str, data: str, event_id: str | None, retry: int | None) -> bytes:
+    lines = [f"id: {event_id}"] if event_id else []
+    if retry is not None:
+        lines.append(f"retry: {retry}")
+    lines.append(f"event: {event or 'message'}")
+    lines.extend(f"data: {line}" for line in data.split("\n"))
+    return ("\n".join(lines) + "\n\n").encode()
 
 
 def _error_answer(request: httpx2.Request, rpc_id: Any, status: int, code: int, message: str,
@@ -352,6 +564,12 @@ def _jsonrpc_id(request: httpx2.Request) -> Any:
     if body is None:
         return _NOT_JSONRPC
     return body.get("id", _NOTIFICATION)  # no "id" key at all: a notification
+
+
+def _carries_session(request: httpx2.Request) -> bool:
+    """Whether the request belongs to a session: ``Mcp-Session-Id`` (Streamable HTTP) or the legacy
+    SSE transport's ``session_id`` query parameter."""
+    return "mcp-session-id" in request.headers or "session_id" in request.url.params
 
 
 def _safe_headers(headers: httpx2.Headers) -> dict[str, str]:

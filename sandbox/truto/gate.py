@@ -1,4 +1,5 @@
-"""HTTP-level Truto behaviour on the MCP path: rate limit, token expiry, second factor, request log.
+"""HTTP-level Truto behaviour on the MCP path: rate limit, token expiry, second factor, request log,
+and (a test knob, not Truto's) MCP sessions that end after N requests.
 
 All of it is one pure-ASGI middleware (``TrutoGate``) in front of the Streamable HTTP app, because
 these are properties of the HTTP exchange, not of JSON-RPC: a 429 is the status of the MCP POST
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import secrets
 import threading
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -120,6 +122,71 @@ class FixedWindowLimiter:
             return self._decision(now, True)
 
 
+# ---------------------------------------------------------------- sessions (SandboxConfig.session_requests)
+SESSION_HEADER = b"mcp-session-id"
+
+
+class SessionTable:
+    """``Mcp-Session-Id`` sessions that end after ``limit`` requests each.
+
+    The MCP app behind the gate is stateless, so the sessions are the gate's own: an ``initialize``
+    POST opens one (its answer carries the id) and every later request must carry a live id. The
+    request after the ``limit``-th ends the session: as the MCP spec says of a session the server has
+    terminated, it and every later request with that id get HTTP 404 and are not processed, so the
+    client initializes a new session and sends them again. Thread-safe, like the limiter.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("session_requests must be at least 1")
+        self.limit = limit
+        self.ended = 0  # sessions ended by the limit (not by the client's DELETE)
+        self._lock = threading.Lock()
+        self._served: dict[str, int] = {}
+
+    def open(self) -> str:
+        """A new session id (visible ASCII, as the spec requires)."""
+        session_id = secrets.token_hex(16)
+        with self._lock:
+            self._served[session_id] = 0
+        return session_id
+
+    def admit(self, session_id: str) -> bool:
+        """Count one request of ``session_id``; False when the session is unknown or has ended."""
+        with self._lock:
+            served = self._served.get(session_id)
+            if served is None:
+                return False
+            if served >= self.limit:
+                del self._served[session_id]
+                self.ended += 1
+                return False
+            self._served[session_id] = served + 1
+            return True
+
+    def live(self, session_id: str) -> bool:
+        """Whether ``session_id`` is open (without counting a request)."""
+        with self._lock:
+            return session_id in self._served
+
+    def close(self, session_id: str) -> bool:
+        """End a session at the client's request (DELETE); False when it was not open."""
+        with self._lock:
+            return self._served.pop(session_id, None) is not None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _session_not_found(rpc_id: Any) -> dict[str, Any]:
+    # The mcp SDK's server answers an unknown session the same way (a JSON-RPC error with HTTP 404).
+    return {"jsonrpc": "2.0", "id": rpc_id, "error": {"code": -32600, "message": "Session not found"}}
+
+
 # ---------------------------------------------------------------- JSON-RPC peek (for the log)
 @dataclass
 class RpcInfo:
@@ -128,6 +195,7 @@ class RpcInfo:
     method: str | None = None
     tool: str | None = None
     arguments: dict[str, Any] | None = None
+    id: Any = None
 
 
 def parse_rpc(body: bytes) -> RpcInfo:
@@ -143,15 +211,16 @@ def parse_rpc(body: bytes) -> RpcInfo:
     raw_method, raw_params = data.get("method"), data.get("params")
     method = raw_method if isinstance(raw_method, str) else None
     params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
+    rpc_id = data.get("id") if isinstance(data.get("id"), (str, int)) else None
     if method != "tools/call":
-        return RpcInfo(method)
+        return RpcInfo(method, id=rpc_id)
     tool = params.get("name") if isinstance(params.get("name"), str) else None
     arguments = params.get("arguments") if isinstance(params.get("arguments"), dict) else None
     if tool == "call_tool" and arguments is not None and isinstance(arguments.get("tool_name"), str):
         # Discovery exposure: log the tool that actually runs, with its own arguments.
         inner = arguments.get("arguments")
-        return RpcInfo(method, arguments["tool_name"], inner if isinstance(inner, dict) else None)
-    return RpcInfo(method, tool, arguments)
+        return RpcInfo(method, arguments["tool_name"], inner if isinstance(inner, dict) else None, rpc_id)
+    return RpcInfo(method, tool, arguments, rpc_id)
 
 
 # ---------------------------------------------------------------- the gate
@@ -160,9 +229,10 @@ class TrutoGate:
 
     Order per request: count it against the rate limit (POSTs only; 429 when over), refuse an
     expired token (404, as Truto deletes expired tokens), refuse a missing/wrong second factor
-    (401), else replay the buffered body into ``app``. The three ``ratelimit-*`` headers go on
-    every response of the path. Every request is appended to ``sandbox.log`` with the path
-    redacted to ``/mcp/***``.
+    (401), with ``session_requests`` set check the session (``SessionTable``), else replay the
+    buffered body into ``app``. The three ``ratelimit-*`` headers go on every response of the path.
+    Every request is appended to ``sandbox.log`` with the path redacted to ``/mcp/***`` (and the
+    first characters of its session id in ``extra["session"]``).
     """
 
     def __init__(self, app: ASGIApp, sandbox: SandboxCore, *, started_at: float,
@@ -175,6 +245,8 @@ class TrutoGate:
         # account's limit); ``log_extra``: tags added to each log entry (the minted server's id).
         self.limiter = limiter or (FixedWindowLimiter(rate) if rate else None)
         self.log_extra = dict(log_extra or {})
+        limit = sandbox.config.session_requests
+        self.sessions = SessionTable(limit) if limit is not None else None
 
     def expired(self, now: float) -> bool:
         """True once ``expires_in`` seconds have passed since the sandbox started."""
@@ -203,6 +275,7 @@ class TrutoGate:
         info = parse_rpc(body) if scope["method"] == "POST" else RpcInfo()
         status_box: list[int] = [0]
         extra_headers: list[tuple[bytes, bytes]] = []
+        session_id = _header(scope, SESSION_HEADER)
 
         logged = False
 
@@ -222,7 +295,7 @@ class TrutoGate:
                     rpc_method=info.method,
                     tool=info.tool,
                     arguments=info.arguments,
-                    extra=dict(self.log_extra),
+                    extra={**self.log_extra, **({"session": session_id[:8]} if session_id else {})},
                 )
             )
 
@@ -255,9 +328,45 @@ class TrutoGate:
                 text = "This MCP server requires an API token: send Authorization: Bearer <api token>."
                 await send_json(send_with_headers, 401, envelope(401, text))
                 return
+            if self.sessions is not None:
+                answered = await self._session_gate(scope, info, session_id, extra_headers, send_with_headers)
+                if answered:
+                    return
             await self.app(scope, _replay(body, receive), send_with_headers)
         finally:
             log_entry()
+
+    async def _session_gate(self, scope: Scope, info: RpcInfo, session_id: str | None,
+                            extra_headers: list[tuple[bytes, bytes]], send: Send) -> bool:
+        """Apply ``SessionTable``; True when the request was answered here (not for the MCP app)."""
+        assert self.sessions is not None
+        method = scope["method"]
+        if session_id is None:
+            if method == "POST" and info.method == "initialize":
+                extra_headers.append((SESSION_HEADER, self.sessions.open().encode()))
+                return False
+            await send_json(send, 400, {"jsonrpc": "2.0", "id": info.id,
+                                        "error": {"code": -32600, "message": "Bad Request: Missing session ID"}})
+            return True
+        if method == "DELETE":
+            closed = self.sessions.close(session_id)
+            if closed:
+                await send({"type": "http.response.start", "status": 204, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+            else:
+                await send_json(send, 404, _session_not_found(None))
+            return True
+        if method == "GET":
+            # No server-to-client stream here: 405, as the spec allows (404 once the session ended).
+            if self.sessions.live(session_id):
+                await send_json(send, 405, envelope(405, "This server offers no GET stream."))
+            else:
+                await send_json(send, 404, _session_not_found(None))
+            return True
+        if not self.sessions.admit(session_id):
+            await send_json(send, 404, _session_not_found(info.id))
+            return True
+        return False
 
 
 async def _read_body(receive: Receive) -> bytes:

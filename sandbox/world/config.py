@@ -42,7 +42,9 @@ class SandboxConfig:
     Truto options: ``methods`` (subset of read/write/custom, or exact method names), ``tags``,
     ``tool_exposure`` (``all`` | ``discovery``), ``page_cap`` (max items per list page),
     ``recording_shape`` (``json`` | ``resource_link`` | ``embedded``), ``expires_in`` (seconds until
-    the MCP token stops working; None = never).
+    the MCP token stops working; None = never), ``session_requests`` (the MCP path issues
+    ``Mcp-Session-Id`` sessions and ends each after this many requests, answering 404 as the MCP
+    spec says, so clients must initialize again; None = no sessions, like Truto).
     Faults: ``rate_limit`` (on the MCP path), ``api_rate_limit`` (on the REST API, Vapi-style
     headers), ``latency`` (seconds added per request), ``error_rate`` (share of requests answered 5xx
     before doing anything), ``write_fault`` (``502`` | ``timeout``: a write is applied, then answered
@@ -66,6 +68,7 @@ class SandboxConfig:
     page_cap: int = 100
     recording_shape: str = "json"
     expires_in: float | None = None
+    session_requests: int | None = None
     rate_limit: RateLimit | None = None
     api_rate_limit: RateLimit | None = None
     latency: float = 0.0

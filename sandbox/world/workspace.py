@@ -151,6 +151,7 @@ class Workspace(ObjectStore):
                     self._catch_up()
                     at = self.now_ms()
                     recorded = copy.deepcopy(args)  # as asked, before the write keeps references to them
+                    Write(at, op, recorded).to_line()  # not JSON: refused before anything changes
                     self._minted = []
                     with self._pinned_at(at):
                         result = method(self, *args)
@@ -171,7 +172,7 @@ class Workspace(ObjectStore):
         if not getattr(method, "journaled", False):
             log.warning("sandbox state: skipped an unknown write %r", write.op)
             return
-        self._busy, self._forced_ids = True, list(write.ids)
+        busy, self._busy, self._forced_ids = self._busy, True, list(write.ids)  # a write may be catching up
         try:
             with self._pinned_at(write.at):
                 method.__wrapped__(self, *write.args)  # type: ignore[union-attr]
@@ -179,7 +180,7 @@ class Workspace(ObjectStore):
             # Written by another version of the sandbox whose rules or data differ: the rest still applies.
             log.warning("sandbox state: a stored %s no longer applies and was skipped (%s)", write.op, exc)
         finally:
-            self._busy, self._forced_ids = False, []
+            self._busy, self._forced_ids = busy, []
 
     def new_id(self, kind: str) -> str:
         """An id for a new object (see ``ObjectStore.new_id``); a replay mints the ids the write minted."""
