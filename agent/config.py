@@ -1,25 +1,40 @@
-"""Settings: command-line flags > environment > config file profile > defaults.
+"""Settings: command-line flags > environment > config file profile > config file top level > defaults.
 
 The config file is ``$XDG_CONFIG_HOME/vapi-agent/config.toml`` (``VAPI_AGENT_CONFIG`` overrides the
 path). Top-level keys are the defaults; ``[profiles.NAME]`` tables override them when ``--profile NAME``
 (or ``VAPI_AGENT_PROFILE``, or ``profile = "NAME"`` at top level) selects one. Keys use the long flag
-names with underscores (``mcp_url``, ``read_only``, ``tools``...). No I/O here beyond reading files.
+names with underscores (``mcp_url``, ``read_only``, ``tools``...).
+
+Every value, whatever its source, is validated in one place: the pydantic dataclass ``Settings``
+(types, ranges, finite numbers, durations, byte sizes, http(s) URLs, known choices). ``load_settings``
+remembers where each value came from, so a bad one is a ``ConfigError`` (exit 2) naming the setting,
+its value and its source, raised before anything connects. No I/O here beyond reading the config file.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import tomllib
+import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator, ByteSize, ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass
 
 from agent.errors import ConfigError
-from agent.redact import MASK, register_secret
+from agent.redact import MASK, redact, register_secret
 
 DEFAULT_MODEL = "gpt-4.1-mini"
 MCP_KINDS = ("truto", "vapi", "generic", "sandbox")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # = agent.mcp.limits.DEFAULT_MAX_MESSAGE_BYTES
+MAX_CONFIG_FILE_BYTES = 1024 * 1024
+_DAY = 86400.0
 
 # Flag name -> environment variable. Secrets have their conventional names.
 ENV_VARS: dict[str, str] = {
@@ -39,6 +54,7 @@ ENV_VARS: dict[str, str] = {
     "max_wait_per_run": "VAPI_AGENT_MAX_WAIT_PER_RUN",
     "concurrency": "VAPI_AGENT_CONCURRENCY",
     "deadline": "VAPI_AGENT_DEADLINE",
+    "max_message_bytes": "VAPI_AGENT_MAX_MESSAGE_BYTES",
     "truto_api": "VAPI_AGENT_TRUTO_API",
     "queue_url": "VAPI_AGENT_QUEUE_URL",
     "truto_api_token": "TRUTO_API_TOKEN",
@@ -49,38 +65,126 @@ ENV_VARS: dict[str, str] = {
 SECRET_FIELDS = ("truto_api_token", "vapi_api_key", "openai_api_key")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything a command needs to know about where to connect and how to behave."""
+# ---------------------------------------------------------------- value checks (shared with agent.mcp.servers)
+def has_control_or_space(text: str) -> bool:
+    """True when ``text`` holds whitespace or a control character (CR/LF, NUL, ESC, DEL, C1...)."""
+    return any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text)
 
-    mcp_url: str | None = None
-    mcp_kind: str | None = None
-    mcp_config: str | None = None
-    server: str | None = None
-    profile: str | None = None
+
+def check_http_url(url: str) -> str:
+    """``url`` when it is an absolute http(s) URL with a host and a valid port; else ``ValueError`` saying why."""
+    if not isinstance(url, str):
+        raise ValueError("is not a string")
+    if has_control_or_space(url):
+        raise ValueError("contains a space or a control character (CR, LF, tab...)")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # "Port out of range 0-65535", "Invalid IPv6 URL"...
+        raise ValueError(f"is not a valid URL ({str(exc).lower()})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("is not an http(s) URL")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    if port == 0:
+        raise ValueError("has port 0")
+    return url
+
+
+def _not_bool(value: Any) -> Any:
+    # pydantic's lax mode reads true as 1: `concurrency = true` in a file is a mistake, not 1.
+    if isinstance(value, bool):
+        raise ValueError("is a boolean, not a number")
+    return value
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _split_globs(value: Any) -> Any:
+    """``"a,b"`` (a flag or an environment variable) or a list (the config file) -> a tuple."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+def _one_or_many(value: Any) -> Any:
+    return (value,) if isinstance(value, str) else value
+
+
+def _seconds(value: Any) -> Any:
+    """A duration: a number of seconds, or text like ``90s``, ``10m``, ``1h30m``."""
+    _not_bool(value)
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    from agent.timeparse import parse_duration
+
+    try:
+        return parse_duration(text).total_seconds()
+    except ConfigError:
+        raise ValueError("is not a number of seconds or a duration like 90s, 10m, 2h") from None
+
+
+def _url(value: Any) -> Any:
+    return check_http_url(value) if value is not None else None
+
+
+def _token(value: Any) -> Any:
+    if isinstance(value, str) and has_control_or_space(value):
+        raise ValueError("contains whitespace or a control character")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_not_bool)]
+Seconds = Annotated[float, Field(ge=0, le=30 * _DAY, allow_inf_nan=False), BeforeValidator(_seconds)]
+Name = Annotated[str, Field(min_length=1), BeforeValidator(_token)]
+Secret = Annotated[str, BeforeValidator(_token)]
+Globs = Annotated[tuple[str, ...], BeforeValidator(_split_globs)]
+HttpUrl = Annotated[str, BeforeValidator(_url)]
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class Settings:
+    """Everything a command needs to know about where to connect and how to behave (validated)."""
+
+    mcp_url: HttpUrl | None = None
+    mcp_kind: Literal["truto", "vapi", "generic", "sandbox"] | None = None
+    mcp_config: Annotated[str, Field(min_length=1)] | None = None
+    server: Name | None = None
+    profile: Name | None = None
     sandbox: bool = False
-    model: str | None = None
+    model: Name | None = None
     read_only: bool = False
     yes: bool = False
-    allow: tuple[str, ...] = ()
-    tools: tuple[str, ...] = ()
-    exclude_tools: tuple[str, ...] = ()
+    allow: Annotated[tuple[str, ...], BeforeValidator(_one_or_many)] = ()
+    tools: Globs = ()
+    exclude_tools: Globs = ()
     json: bool = False
-    verbose: int = 0
+    verbose: Annotated[Count, Field(ge=0)] = 0
     debug: bool = False
-    log_level: str | None = None
-    max_attempts: int = 8
-    max_wait_per_request: float = 120.0
-    max_wait_per_run: float = 900.0
-    concurrency: int = 8
-    deadline: float | None = None
-    truto_api: str | None = None
-    queue_url: str | None = None
-    truto_api_token: str | None = None
-    vapi_api_key: str | None = None
-    openai_api_key: str | None = None
-    openai_base_url: str | None = None
-    sandbox_options: dict[str, Any] = field(default_factory=dict)
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)] | None \
+        = None
+    max_attempts: Annotated[Count, Field(ge=1, le=100)] = 8
+    max_wait_per_request: Seconds = 120.0
+    max_wait_per_run: Seconds = 900.0
+    concurrency: Annotated[Count, Field(ge=1, le=256)] = 8
+    deadline: Annotated[float, Field(gt=0, le=366 * _DAY, allow_inf_nan=False), BeforeValidator(_seconds)] | None \
+        = None
+    max_message_bytes: Annotated[ByteSize, Field(ge=1024, le=1 << 40), BeforeValidator(_not_bool)] = ByteSize(
+        DEFAULT_MAX_MESSAGE_BYTES)
+    truto_api: HttpUrl | None = None
+    queue_url: Name | None = None  # a database URL (postgresql://...); its password is a secret
+    truto_api_token: Secret | None = None
+    vapi_api_key: Secret | None = None
+    openai_api_key: Secret | None = None
+    openai_base_url: HttpUrl | None = None
+    sandbox_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def effective_model(self) -> str:
@@ -95,23 +199,22 @@ class Settings:
     def redacted(self) -> dict[str, Any]:
         """All settings as a dict with secrets masked (``config show``)."""
         out: dict[str, Any] = {}
-        for f in fields(self):
+        for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name in SECRET_FIELDS and value:
                 value = MASK
             elif f.name == "queue_url" and value:
                 value = _mask_password(value)
-            elif f.name == "mcp_url" and value:
-                from agent.redact import redact
-
+            elif f.name in ("mcp_url", "openai_base_url", "truto_api") and value:
                 value = redact(value)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
 
-def _password(url: str) -> str | None:
-    from urllib.parse import urlsplit
+SETTING_NAMES = tuple(f.name for f in dataclasses.fields(Settings))
 
+
+def _password(url: str) -> str | None:
     try:
         return urlsplit(url).password
     except ValueError:
@@ -134,42 +237,30 @@ def config_path(env: Mapping[str, str] | None = None) -> Path:
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
-    if not path.exists():
+    """The parsed TOML file ({} when absent); at most 1 MiB is read (``/dev/zero`` cannot exhaust memory)."""
+    hint = "fix or remove the file"
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_FILE_BYTES + 1)
+    except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}", hint=hint) from None
+    if len(raw) > MAX_CONFIG_FILE_BYTES:
+        raise ConfigError(f"cannot read config file {path}: larger than 1 MiB", hint=hint)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}", hint="fix or remove the file") from None
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read config file {path}: not UTF-8 text", hint=hint) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}", hint=hint) from None
+    except RecursionError:
+        raise ConfigError(f"cannot read config file {path}: nested too deeply", hint=hint) from None
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """Turn env/config text into the field's type; a bad value is a ConfigError naming the key."""
-    kind = {f.name: f.type for f in fields(Settings)}[name]
-    try:
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(value)
-        if kind == "int":
-            return int(value)
-        if kind in ("float", "float | None"):
-            if name == "deadline" and isinstance(value, str):
-                from agent.timeparse import parse_duration
-
-                return parse_duration(value, option="--deadline").total_seconds()
-            return float(value)
-        if kind.startswith("tuple"):
-            if isinstance(value, str):
-                return tuple(p.strip() for p in value.split(",") if p.strip())
-            return tuple(str(v) for v in value)
-        return value if value is None else str(value) if not isinstance(value, dict) else value
-    except (TypeError, ValueError):
-        raise ConfigError(f"setting {name} has an invalid value {value!r}", hint="check its type") from None
+def _given(value: Any) -> bool:
+    """A flag the user actually gave: not None, not an unset boolean, not an empty list (0 and 0.0 count)."""
+    return not (value is None or value is False or (isinstance(value, (tuple, list)) and not value))
 
 
 def load_settings(
@@ -179,42 +270,97 @@ def load_settings(
 ) -> Settings:
     """Merge flags > env > config file profile > config file top level > defaults into ``Settings``.
 
-    ``flags`` holds only options the user actually gave (None/empty means "not given").
+    ``flags`` holds only options the user actually gave (None/False/empty means "not given").
+    A bad value anywhere is a ``ConfigError`` naming the setting and where it came from.
     """
     env = os.environ if env is None else env
-    flags = {k: v for k, v in (flags or {}).items() if v not in (None, (), [], False) or (k == "verbose" and v)}
-    file_data = _read_config_file(path or config_path(env))
-    known = {f.name for f in fields(Settings)}
-    profiles = file_data.pop("profiles", {}) if isinstance(file_data.get("profiles"), dict) else {}
-    servers_in_file = {k for k in file_data if k not in known}
-    if servers_in_file:
-        raise ConfigError(
-            f"unknown key(s) in config file: {', '.join(sorted(servers_in_file))}",
-            hint=f"known keys: {', '.join(sorted(known))}",
-        )
-    merged: dict[str, Any] = {k: _coerce(k, v) for k, v in file_data.items()}
-    profile = flags.get("profile") or env.get("VAPI_AGENT_PROFILE") or merged.get("profile")
-    if profile:
-        if profile not in profiles:
+    given = {name: value for name, value in (flags or {}).items() if _given(value)}
+    file_path = path or config_path(env)
+    where = f"config file {file_path}"
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    top = _read_config_file(file_path)
+    profiles = top.pop("profiles", {})
+    if not isinstance(profiles, dict) or not all(isinstance(table, dict) for table in profiles.values()):
+        raise ConfigError(f"'profiles' in {where} must hold tables", hint='write [profiles.NAME] sections')
+    _layer(values, sources, top, where)
+
+    profile, profile_source = values.get("profile"), sources.get("profile", where)
+    if env.get("VAPI_AGENT_PROFILE"):
+        profile, profile_source = env["VAPI_AGENT_PROFILE"], "VAPI_AGENT_PROFILE"
+    if "profile" in given:
+        profile, profile_source = given["profile"], "--profile"
+    if profile is not None:
+        if not isinstance(profile, str) or profile not in profiles:
             choices = ", ".join(sorted(profiles)) or "none defined"
-            raise ConfigError(f"unknown profile {profile!r}", hint=f"profiles in the config file: {choices}")
-        for key, value in profiles[profile].items():
-            if key not in known:
-                raise ConfigError(f"unknown key {key!r} in profile {profile!r}")
-            merged[key] = _coerce(key, value)
-        merged["profile"] = profile
+            raise ConfigError(f"unknown profile {profile!r} (from {profile_source})",
+                              hint=f"profiles in {file_path}: {choices}")
+        _layer(values, sources, profiles[profile], f"[profiles.{profile}] of {where}")
+        values["profile"], sources["profile"] = profile, profile_source
+
+    for other, table in profiles.items():  # a broken profile is reported even before it is chosen
+        if other != profile:
+            layered, layered_sources = dict(values), dict(sources)
+            _layer(layered, layered_sources, table, f"[profiles.{other}] of {where}")
+            _validated(layered, layered_sources)
+
+    # Each layer is checked before the next one hides its values: a bad value in the config file is
+    # reported even when an environment variable or a flag overrides it.
+    _validated(values, sources)
     for name, var in ENV_VARS.items():
         if env.get(var) not in (None, ""):
-            merged[name] = _coerce(name, env[var])
-    for name, value in flags.items():
-        if name not in known:
-            raise ConfigError(f"unknown option {name}")
-        merged[name] = _coerce(name, value) if not isinstance(value, (bool, int, float, tuple)) else value
-    settings = replace(Settings(), **merged)
-    if settings.mcp_kind and settings.mcp_kind not in MCP_KINDS:
-        raise ConfigError(f"unknown --mcp-kind {settings.mcp_kind!r}", hint=f"choose one of {', '.join(MCP_KINDS)}")
+            values[name], sources[name] = env[var], var
+    _validated(values, sources)
+    for name, value in given.items():
+        values[name], sources[name] = value, "--" + name.replace("_", "-")
+
+    settings = _validated(values, sources)
     for secret_field in SECRET_FIELDS:
         register_secret(getattr(settings, secret_field))
     if settings.queue_url:
         register_secret(_password(settings.queue_url))
     return settings
+
+
+def _validated(values: dict[str, Any], sources: Mapping[str, str]) -> Settings:
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise _explain(exc, values, sources) from None
+
+
+def _layer(values: dict[str, Any], sources: dict[str, str], data: Mapping[str, Any], where: str) -> None:
+    for key, value in data.items():
+        values[key], sources[key] = value, where
+
+
+def _explain(exc: ValidationError, values: Mapping[str, Any], sources: Mapping[str, str]) -> ConfigError:
+    """One line for the first problem: the setting, its value (secrets masked), its source, the reason."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    name = str(first["loc"][0]) if first["loc"] else "settings"
+    source = sources.get(name, "the defaults")
+    more = f"; {len(errors) - 1} more problem(s) after this one" if len(errors) > 1 else ""
+    if first["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+        close = difflib.get_close_matches(name, SETTING_NAMES, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "`vapi-agent config show` lists every setting"
+        what = "key" if "config file" in source else "setting"
+        return ConfigError(f"unknown {what} {name!r} in {source}", hint=hint + more)
+    value = values.get(name)
+    if name == "queue_url" and isinstance(value, str):
+        value = _mask_password(value)
+    shown = MASK if name in SECRET_FIELDS else redact(repr(value))
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    reason = first["msg"].removeprefix("Value error, ")
+    reason = reason[:1].lower() + reason[1:]
+    return ConfigError(f"setting {name} = {shown} from {source}: {reason}", hint=f"fix {_fix_where(source)}{more}")
+
+
+def _fix_where(source: str) -> str:
+    if source.startswith("--"):
+        return f"the {source} flag"
+    if "config file" in source:
+        return "the config file"
+    return f"or unset {source}"

@@ -193,6 +193,7 @@ async def open_runtime(
     import httpx2
 
     from agent.mcp.connection import Connection
+    from agent.mcp.limits import MessageSizeCap
     from agent.mcp.servers import resolve_servers
     from agent.model import OpenAIChatModel, price_for
     from agent.policy import WriteGate
@@ -233,7 +234,8 @@ async def open_runtime(
                     and url.startswith(IN_PROCESS_ORIGIN + "/"))
 
     def inner_transport(spec: Any) -> Any:
-        return httpx2.ASGITransport(app=sandbox_obj.app) if in_process(spec.url) else httpx2.AsyncHTTPTransport()
+        network = httpx2.ASGITransport(app=sandbox_obj.app) if in_process(spec.url) else httpx2.AsyncHTTPTransport()
+        return MessageSizeCap(network, settings.max_message_bytes)
 
     def http_client(spec: Any) -> Any:
         stack = RateLimitAwareTransport(RetryingTransport(inner_transport(spec), policy, governors, breakers=breakers))
@@ -247,7 +249,7 @@ async def open_runtime(
         for spec in specs:
             # Reads whose tool result reports an upstream 5xx are retried under the same policy and budget.
             connection = Connection(spec, http_client_factory=http_client, tool_timeout=tool_timeout,
-                                    connect_timeout=connect_timeout,
+                                    connect_timeout=connect_timeout, max_message_bytes=settings.max_message_bytes,
                                     retry_reads=partial(policy.run, is_write=False, upstream=spec.display))
             await stack.enter_async_context(connection)
             connections.append(connection)

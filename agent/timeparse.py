@@ -9,6 +9,8 @@ from agent.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|m|min|mins|h|hr|hrs|d|day|days|w|wk|wks|weeks?)\s*$", re.I)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Longer spans only overflow date arithmetic (``now - 99999999999d``); no window or budget needs them.
+MAX_DURATION_DAYS = 36525
 
 
 def parse_duration(text: str, *, option: str = "duration") -> timedelta:
@@ -24,6 +26,8 @@ def parse_duration(text: str, *, option: str = "duration") -> timedelta:
         total += float(number) * _UNIT_SECONDS[match.group(2)[0].lower()]
     if total <= 0:
         raise ConfigError(f"{option} {text!r} must be positive")
+    if total > MAX_DURATION_DAYS * 86400:
+        raise ConfigError(f"{option} {text!r} is too long", hint=f"at most {MAX_DURATION_DAYS}d (100 years)")
     return timedelta(seconds=total)
 
 

@@ -13,8 +13,9 @@ from typer.exceptions import TyperException
 
 from agent import __version__
 from agent.errors import AgentError
-from cli.argv import common_options_help, split_common_options
+from cli.argv import common_options_help, split_common_options, wants_json
 from cli.groups import DefaultSubcommandGroup
+from cli.values import duration, finite
 
 app = typer.Typer(
     name="vapi-agent",
@@ -107,22 +108,31 @@ def sandbox_reset() -> None:
 
 def _run(workflow: str, body: Any, render: Any = None, *, lock: bool = False, deadline_inside: bool = False,
          record: bool = True) -> None:
-    """Run one library coroutine through the command runner and exit with its code."""
-    from cli.runner import run_command
+    """Run one library coroutine through the command runner and exit with its code.
 
-    raise typer.Exit(run_command(workflow, _settings(), body, render, lock=lock, deadline_inside=deadline_inside,
+    Settings are validated first: a bad one is exit 2 (with its envelope) before anything starts.
+    """
+    from cli.runner import fail_before_start, run_command
+
+    try:
+        settings = _settings()
+    except AgentError as exc:
+        raise typer.Exit(fail_before_start(workflow, exc, json=bool(COMMON_FLAGS.get("json")))) from None
+    raise typer.Exit(run_command(workflow, settings, body, render, lock=lock, deadline_inside=deadline_inside,
                                  record=record))
 
 
 @app.command("qa-grade")
 def qa_grade(
     assistant: str = typer.Option(..., "--assistant", help="Assistant id, or its exact whole name."),
-    last: int = typer.Option(5, "--last", help="How many of the newest ended calls to grade."),
-    since: str | None = typer.Option(None, "--since", help="Only calls created within this window (7d, 12h)."),
+    last: int = typer.Option(5, "--last", min=1, help="How many of the newest ended calls to grade."),
+    since: str | None = typer.Option(None, "--since", parser=duration,
+                                     help="Only calls created within this window (7d, 12h)."),
     metric: str | None = typer.Option(
         None, "--metric", help="Scorecard or numeric structured output (scorecard:NAME / output:NAME force one)."
     ),
-    threshold: float = typer.Option(80.0, "--threshold", help="A call fails when its value is below this."),
+    threshold: float = typer.Option(80.0, "--threshold", parser=finite(),
+                                    help="A call fails when its value is below this."),
     recordings: str = typer.Option("failing", "--recordings", help="failing | all | none"),
     recordings_dir: str = typer.Option("./recordings", "--recordings-dir", help="Where recordings are saved."),
     out: str | None = typer.Option(None, "--out", help="Also write a markdown report here."),
@@ -146,7 +156,8 @@ def campaign_create(
     leads: str = typer.Option(..., "--leads", help="CSV with a header: number (required), name, other columns."),
     region: str = typer.Option("US", "--region", help="Region for national numbers in the CSV."),
     start: str | None = typer.Option(None, "--start", help="Earliest start, ISO 8601 (default now)."),
-    max_duration: str | None = typer.Option(None, "--max-duration", help="Stop dialling after this long (2h)."),
+    max_duration: str | None = typer.Option(None, "--max-duration", parser=duration,
+                                            help="Stop dialling after this long (2h)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and create nothing."),
     strict: bool = typer.Option(False, "--strict", help="Refuse the run if any CSV row is invalid."),
     allow_duplicate: bool = typer.Option(
@@ -166,7 +177,8 @@ def campaign_create(
 def campaign_status(
     campaign_id: str = typer.Argument(..., help="Campaign id."),
     watch: bool = typer.Option(False, "--watch", help="Follow the campaign until it ends."),
-    interval: float = typer.Option(2.0, "--interval", help="Seconds between checks with --watch."),
+    interval: float = typer.Option(2.0, "--interval", parser=finite(gt=0, le=3600),
+                                   help="Seconds between checks with --watch."),
 ) -> None:
     """Show a campaign's counters (and follow it with --watch)."""
     from cli.commands import campaign
@@ -207,7 +219,8 @@ def squad_create(
 
 @app.command("report")
 def report(
-    since: str | None = typer.Option(None, "--since", help="The window back from now (or --to): 7d, 24h (default 7d)."),
+    since: str | None = typer.Option(None, "--since", parser=duration,
+                                     help="The window back from now (or --to): 7d, 24h (default 7d)."),
     start: str | None = typer.Option(None, "--from", help="Window start, ISO 8601 (a bare date: midnight in --tz)."),
     end: str | None = typer.Option(None, "--to", help="Window end (exclusive), ISO 8601 (default: now or --as-of)."),
     tz: str = typer.Option("UTC", "--tz", help="Time zone of the report's days (IANA name)."),
@@ -217,9 +230,12 @@ def report(
     out: str | None = typer.Option(None, "--out", help="Folder for the report-YYYY-MM-DD.<ext> files."),
     as_of: str | None = typer.Option(None, "--as-of", help="Run as if now were this ISO time (reproducible files)."),
     source: str = typer.Option("auto", "--source", help="auto | analytics (Vapi's analytics) | calls (page calls)."),
-    worse_success_pp: float = typer.Option(5.0, "--worse-success-pp", help="Worse: success rate down > this (pp)."),
-    worse_cost_pct: float = typer.Option(10.0, "--worse-cost-pct", help="Worse: cost per call up > this (%)."),
-    min_calls: int = typer.Option(10, "--min-calls", help="Flag worse only with this many calls in both periods."),
+    worse_success_pp: float = typer.Option(5.0, "--worse-success-pp", parser=finite(ge=0),
+                                           help="Worse: success rate down > this (pp)."),
+    worse_cost_pct: float = typer.Option(10.0, "--worse-cost-pct", parser=finite(ge=0),
+                                         help="Worse: cost per call up > this (%)."),
+    min_calls: int = typer.Option(10, "--min-calls", min=0,
+                                  help="Flag worse only with this many calls in both periods."),
 ) -> None:
     """Calls, minutes, cost and how calls ended, by assistant and day, against the previous period."""
     from cli.commands import report
@@ -275,7 +291,8 @@ def schedule_sync() -> None:
 
 @schedule_app.command("run")
 def schedule_run(
-    grace: float = typer.Option(60.0, "--grace", help="Seconds late a run may still start; later ones are skipped."),
+    grace: float = typer.Option(60.0, "--grace", parser=finite(ge=0),
+                                help="Seconds late a run may still start; later ones are skipped."),
 ) -> None:
     """Fire the schedules in the foreground (for containers without a cron daemon); Ctrl-C stops."""
     from cli.commands import schedule
@@ -286,9 +303,11 @@ def schedule_run(
 @app.command("ask")
 def ask(
     prompt: str | None = typer.Argument(None, help='The request, e.g. "list my assistants" (stdin when - or absent).'),
-    max_turns: int = typer.Option(20, "--max-turns", help="Model turns before a final answer is forced."),
-    max_tool_calls: int = typer.Option(60, "--max-tool-calls", help="Tool calls before a final answer is forced."),
-    max_cost: float | None = typer.Option(None, "--max-cost", help="Stop when the run has cost this many USD."),
+    max_turns: int = typer.Option(20, "--max-turns", min=1, help="Model turns before a final answer is forced."),
+    max_tool_calls: int = typer.Option(60, "--max-tool-calls", min=0,
+                                       help="Tool calls before a final answer is forced."),
+    max_cost: float | None = typer.Option(None, "--max-cost", parser=finite(ge=0),
+                                          help="Stop when the run has cost this many USD."),
     price: str | None = typer.Option(None, "--price", help="Model price IN,OUT in USD per 1M tokens."),
 ) -> None:
     """Ask in plain words; the model drives the MCP tools and answers."""
@@ -301,9 +320,11 @@ def ask(
 
 @app.command("chat")
 def chat(
-    max_turns: int = typer.Option(20, "--max-turns", help="Model turns per message before a final answer is forced."),
-    max_tool_calls: int = typer.Option(60, "--max-tool-calls", help="Tool calls per message."),
-    max_cost: float | None = typer.Option(None, "--max-cost", help="Stop a turn once the session cost this many USD."),
+    max_turns: int = typer.Option(20, "--max-turns", min=1,
+                                  help="Model turns per message before a final answer is forced."),
+    max_tool_calls: int = typer.Option(60, "--max-tool-calls", min=0, help="Tool calls per message."),
+    max_cost: float | None = typer.Option(None, "--max-cost", parser=finite(ge=0),
+                                          help="Stop a turn once the session cost this many USD."),
     price: str | None = typer.Option(None, "--price", help="Model price IN,OUT in USD per 1M tokens."),
 ) -> None:
     """Chat with the agent in your terminal: tools run as you watch, writes ask first (/help inside)."""
@@ -349,8 +370,9 @@ def tools_call(
 @calls_app.command("list")
 def calls_list(
     assistant: str = typer.Option(..., "--assistant", help="Assistant id, or its exact whole name."),
-    since: str | None = typer.Option(None, "--since", help="Only calls created within this window (7d)."),
-    limit: int = typer.Option(20, "--limit", help="At most this many calls."),
+    since: str | None = typer.Option(None, "--since", parser=duration,
+                                     help="Only calls created within this window (7d)."),
+    limit: int = typer.Option(20, "--limit", min=1, help="At most this many calls."),
 ) -> None:
     """List an assistant's newest calls."""
     from cli.commands import calls
@@ -525,7 +547,7 @@ def worker(
 
 
 @logs_app.command("list")
-def logs_list(limit: int = typer.Option(20, "--limit", help="How many recent runs to list.")) -> None:
+def logs_list(limit: int = typer.Option(20, "--limit", min=1, help="How many recent runs to list.")) -> None:
     """List recent runs (also `vapi-agent logs`)."""
     from cli.commands import logs
 
@@ -542,7 +564,8 @@ def logs_show(run_id: str = typer.Argument(..., help="A unique prefix of the run
 
 @logs_app.command("prune")
 def logs_prune(
-    older_than: str = typer.Option("30d", "--older-than", help="Delete runs older than this (30d, 12h)."),
+    older_than: str = typer.Option("30d", "--older-than", parser=duration,
+                                   help="Delete runs older than this (30d, 12h)."),
 ) -> None:
     """Delete old runs from the run log."""
     from cli.commands import logs
@@ -553,24 +576,26 @@ def logs_prune(
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective settings (flags > env > config file > defaults), secrets redacted."""
-    import json
+    from cli.commands import config
 
-    from agent.config import config_path
-
-    settings = _settings()
-    data = {"config_file": str(config_path()), "settings": settings.redacted()}
-    print(json.dumps(data, indent=None if settings.json else 2))
+    _run("config.show", config.config_show_body(), config.config_show_render, record=False)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point: lift common options, then hand the rest to typer."""
+    """Console-script entry point: lift common options, then hand the rest to typer.
+
+    Every failure before a command body runs (a usage error, a bad setting) is one line on stderr,
+    exit 2, and with ``--json`` anywhere on the line one error envelope on stdout.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
+    json_mode = wants_json(args)
+    COMMON_FLAGS.clear()
     try:
         flags, rest = split_common_options(args)
     except AgentError as exc:
-        print(f"error: {exc.line()}", file=sys.stderr)
-        return exc.exit_code
-    COMMON_FLAGS.clear()
+        from cli.runner import fail_before_start
+
+        return fail_before_start("vapi-agent", exc, json=json_mode)
     COMMON_FLAGS.update(flags)
     try:
         # Without standalone mode, typer *returns* the code of a typer.Exit raised by a command
@@ -581,17 +606,18 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except AgentError as exc:
-        print(f"error: {exc.line()}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except typer.Abort:
-        return 130
+        from cli.runner import fail_before_start
+
+        return fail_before_start("vapi-agent", exc, json=json_mode)
+    except (KeyboardInterrupt, typer.Abort):
+        from cli.runner import fail_before_start
+
+        return fail_before_start("vapi-agent", {"code": "interrupted", "message": "interrupted by Ctrl-C"},
+                                 json=json_mode, exit_code=130)
     except TyperException as exc:  # usage errors (bad flag, unknown command) arrive here unshown
-        show = getattr(exc, "show", None)
-        if show is not None:
-            show()
-        return int(getattr(exc, "exit_code", 2) or 2)
+        from cli.runner import fail_on_usage
+
+        return fail_on_usage(exc, json=json_mode)
     return 0
 
 

@@ -71,10 +71,10 @@ def split_common_options(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
         if option.takes_value:
             if eq:
                 value = inline
-            elif i + 1 < len(argv):
+            elif i + 1 < len(argv) and argv[i + 1] != "--" and argv[i + 1] not in _BY_NAME:
                 i += 1
                 value = argv[i]
-            else:
+            else:  # at the end, or followed by another option: `--tools --json` forgot the value
                 raise ConfigError(f"option {name} needs a value")
             if option.repeatable:
                 parts = [p.strip() for p in value.split(",")] if option.field != "allow" else [value]
@@ -89,6 +89,12 @@ def split_common_options(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
             flags[option.field] = True
         i += 1
     return flags, rest
+
+
+def wants_json(argv: list[str]) -> bool:
+    """True when ``--json`` appears before a bare ``--`` (also when the rest of the line is broken)."""
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    return any(arg == "--json" or arg.startswith("--json=") for arg in head)
 
 
 def common_options_help() -> str:

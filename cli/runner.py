@@ -157,6 +157,45 @@ def run_command(
     return exit_code
 
 
+def fail_before_start(workflow: str, error: AgentError | dict[str, Any], *, json: bool, exit_code: int | None = None,
+                      stdout: TextIO | None = None) -> int:
+    """A failure before any command body ran (a usage error, a bad setting); returns the exit code.
+
+    One line on stderr, and with ``--json`` the same envelope a failing body gives (status
+    ``error``), so stdout holds exactly one envelope on every path.
+    """
+    entry = error.to_dict() if isinstance(error, AgentError) else error
+    code = exit_code if exit_code is not None else error.exit_code if isinstance(error, AgentError) else 2
+    print(f"error: {redact(entry['message'])}", file=sys.stderr, flush=True)
+    if json:
+        envelope = Envelope(workflow=workflow, status="error", errors=[entry])
+        print(envelope.dumps(), file=stdout or sys.stdout, flush=True)
+    return code
+
+
+def fail_on_usage(exc: Exception, *, json: bool) -> int:
+    """A click/typer usage error (bad option, missing argument, unknown command) on one line; exit 2.
+
+    With ``--json`` the envelope names the command the parser had reached.
+    """
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", "") or "vapi-agent"
+    workflow = ".".join(path.split()[1:]) or "vapi-agent"
+    exit_code = int(getattr(exc, "exit_code", 2) or 2)
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a group without its command: its help, as always
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        if json:
+            entry = {"code": "usage", "message": f"`{path}` needs a command (see `{path} --help`)"}
+            print(Envelope(workflow=workflow, status="error", errors=[entry]).dumps(), flush=True)
+        return exit_code
+    format_message = getattr(exc, "format_message", None)
+    message = " ".join(str(format_message() if format_message else exc).split())
+    entry = {"code": "usage", "message": f"{message} (see `{path} --help`)"}
+    return fail_before_start(workflow, entry, json=json, exit_code=exit_code)
+
+
 async def _guarded(workflow: str, settings: Settings, work: Awaitable[Outcome], lock: bool,
                    deadline: float | None) -> Outcome:
     """Apply the job lock and the deadline around one command body."""

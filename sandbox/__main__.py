@@ -13,15 +13,24 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from sandbox.serve import DEFAULT_HOST, DEFAULT_PORT, add_config_arguments, options_from_namespace, serve
 from sandbox.stdio import run_stdio
 from sandbox.world.config import SandboxConfig
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr with exit 2, like every other vapi-agent error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``error: MESSAGE (see PROG --help)`` and exit 2 (argparse prints usage lines too)."""
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for both sub-commands."""
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description="Simulated Vapi workspace.")
+    parser = _OneLineParser(prog="python -m sandbox", description="Simulated Vapi workspace.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve REST + MCP over HTTP until Ctrl-C")
     serve_cmd.add_argument("--host", default=DEFAULT_HOST)
@@ -63,13 +72,17 @@ def write_truth(ns: argparse.Namespace, config: SandboxConfig) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (2 on bad options)."""
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad flag (already reported on one line)
+        return exc.code if isinstance(exc.code, int) else 2
     options = options_from_namespace(ns)
     try:
         config = options.to_config()
         fleet = options.to_fleet_config()
     except ValueError as exc:
-        parser.error(str(exc))
+        print(f"error: {exc} (see `{parser.prog} {ns.command} --help`)", file=sys.stderr, flush=True)
+        return 2
     if ns.command == "stdio":
         if fleet is not None:
             parser.error("--accounts needs HTTP: use serve")

@@ -15,7 +15,9 @@ import argparse
 import asyncio
 import copy
 import logging
+import math
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -78,9 +80,13 @@ def install_redactor(token: str) -> AccessLogRedactor:
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
     sock.setblocking(False)
     return sock
 
@@ -241,12 +247,10 @@ class ServeOptions:
             values["expire_first"] = True
         if self.drop_sse:
             values["drop_sse"] = True
-        if values.get("page_cap", 1) < 1:
-            raise ValueError("page cap must be at least 1")
-        if values.get("session_requests", 1) < 1:
-            raise ValueError("session requests must be at least 1")
-        if not 0.0 <= values.get("error_rate", 0.0) <= 1.0:
-            raise ValueError("error rate must be between 0 and 1")
+        _in_range("--port", self.port, ge=0, le=65535)
+        for name, bounds in _RANGES.items():
+            if name in values:
+                _in_range("--" + name.replace("_", "-"), values[name], **bounds)
         return SandboxConfig(**values)
 
     def to_fleet_config(self) -> FleetConfig | None:
@@ -257,6 +261,34 @@ class ServeOptions:
             raise ValueError("--accounts must be at least 1")
         fleet = FleetConfig(accounts=self.accounts, base=self.to_config())
         return replace(fleet, api_token=self.api_token) if self.api_token else fleet
+
+
+# What each numeric flag accepts (nan and inf never): a negative latency or a zero time scale would
+# only break the simulation later, and a huge dataset would exhaust memory while it is generated.
+_RANGES: dict[str, dict[str, float]] = {
+    "calls": {"ge": 0, "le": 1_000_000},
+    "page_cap": {"ge": 1, "le": 10_000},
+    "session_requests": {"ge": 1},
+    "expires_in": {"gt": 0},
+    "latency": {"ge": 0, "le": 600},
+    "error_rate": {"ge": 0, "le": 1},
+    "write_fault_count": {"ge": 0},
+    "time_scale": {"gt": 0, "le": 1_000_000},
+    "link_ttl": {"gt": 0},
+}
+
+
+def _in_range(flag: str, value: Any, *, ge: float | None = None, gt: float | None = None,
+              le: float | None = None) -> None:
+    """``ValueError`` naming ``flag`` unless ``value`` is a finite number within the bounds."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{flag} {value!r} is not a finite number")
+    if ge is not None and value < ge:
+        raise ValueError(f"{flag} {value!r} must be at least {ge:g}")
+    if gt is not None and value <= gt:
+        raise ValueError(f"{flag} {value!r} must be above {gt:g}")
+    if le is not None and value > le:
+        raise ValueError(f"{flag} {value!r} must be at most {le:g}")
 
 
 def _choice(what: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -361,8 +393,14 @@ def serve(
     ``out`` (default: stdout); uvicorn's logs, the redacted access log included, go to stderr.
     """
     emit = out or (lambda line: print(line, flush=True))
+    try:
+        sock = _bind(host, port)
+    except (OSError, OverflowError) as exc:  # in use, not ours, an unknown host name
+        reason = getattr(exc, "strerror", None) or str(exc)
+        print(f"error: cannot listen on {host}:{port}: {reason} (pick another --port, or 0 for a free one)",
+              file=sys.stderr, flush=True)
+        return 2
     sandbox: Sandbox | SandboxFleet = SandboxFleet(config) if isinstance(config, FleetConfig) else Sandbox(config)
-    sock = _bind(host, port)
     sandbox.public_url = _origin(host, sock.getsockname()[1])
     uv_config = uvicorn.Config(
         sandbox.app,

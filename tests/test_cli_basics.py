@@ -99,4 +99,6 @@ def test_config_show_redacts_and_accepts_both_placements() -> None:
     assert before.returncode == after.returncode == 0
     assert json.loads(before.stdout) == json.loads(after.stdout)
     assert "sk-SENTINEL-config-show" not in before.stdout + before.stderr
-    assert json.loads(before.stdout)["settings"]["openai_api_key"] == "***"
+    envelope = json.loads(before.stdout)
+    assert (envelope["workflow"], envelope["status"], envelope["errors"]) == ("config.show", "ok", [])
+    assert envelope["result"]["settings"]["openai_api_key"] == "***"

@@ -146,7 +146,7 @@ def test_the_crontab_line_runs_the_job_like_cron(cron_user: str, tmp_path: Path)
                    cwd="/", check=True, timeout=120)
     output = json.loads(store.log_path("show").read_text().strip().splitlines()[-1])
     # the environment file reached the job: its config file lives under the captured XDG_CONFIG_HOME
-    assert output["config_file"] == str(config_home / "vapi-agent" / "config.toml")
+    assert output["result"]["config_file"] == str(config_home / "vapi-agent" / "config.toml")
 
 
 @pytest.mark.parametrize(("name", "argv", "message"), [
@@ -234,7 +234,7 @@ async def test_schedule_run_fires_a_job_at_an_injected_time(tmp_path: Path) -> N
     runner.reap()
     assert fired[0].exit_code == 0
     output = json.loads(store.log_path("show").read_text().strip().splitlines()[-1])
-    assert output["config_file"] == str(tmp_path / "cfg" / "vapi-agent" / "config.toml")
+    assert output["result"]["config_file"] == str(tmp_path / "cfg" / "vapi-agent" / "config.toml")
     assert store.read_env("show")[JOB_ENV] == "show"
 
 

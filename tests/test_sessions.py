@@ -79,7 +79,7 @@ def test_sandbox_serve_takes_the_knob() -> None:
     config = options.to_config()
     assert config.session_requests == 7
     assert "MCP sessions end after 7 requests each (then 404)" in "\n".join(banner(Sandbox(config), custom_key=False))
-    with pytest.raises(ValueError, match="session requests must be at least 1"):
+    with pytest.raises(ValueError, match="--session-requests 0 must be at least 1"):
         options_from_namespace(build_parser().parse_args(["serve", "--session-requests", "0"])).to_config()
 
 

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from agent.errors import AgentError, AmbiguousWrite, CircuitOpen, RateLimited, ToolError, UpstreamError
 from agent.mcp.decode import ToolOutput, decode_result, error_from_status
+from agent.mcp.limits import DEFAULT_MAX_MESSAGE_BYTES
 from agent.mcp.servers import ServerSpec
 from agent.redact import redact
 
@@ -255,8 +256,10 @@ class Connection:
         connect_timeout: float = 20.0,
         elicitation_callback: Any = None,
         retry_reads: RetryReads | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.spec = spec
+        self.max_message_bytes = max_message_bytes
         self._retry_reads = retry_reads
         self._http_factory = http_client_factory
         self._server_object = server_object
@@ -322,7 +325,9 @@ class Connection:
         http = self._http_factory(spec) if self._http_factory else None
         if http is not None:
             stack.push_async_callback(http.aclose)
-        return streamable_http_client(spec.url, http_client=http)
+        # The SDK's own per-event SSE limit (1 MiB by default) would cut big answers short of ours;
+        # agent.mcp.limits caps every message (JSON or SSE) below it, this is the backstop.
+        return streamable_http_client(spec.url, http_client=http, max_sse_event_size=self.max_message_bytes)
 
     # ------------------------------------------------------------ session lifecycle
     async def open(self) -> None:

@@ -12,19 +12,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from agent.config import Settings
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.config import Settings, check_http_url
 from agent.errors import ConfigError
 from agent.redact import redact, register_secret
 
 VAPI_HOSTED_MCP = "https://mcp.vapi.ai/mcp"
 TRUTO_HOST = "api.truto.one"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MAX_SERVERS_FILE_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -70,7 +74,7 @@ class ServerSpec:
 
 
 def substitute_env(value: Any, env: Mapping[str, str], *, where: str) -> Any:
-    """Replace ``${NAME}`` in strings (recursively); an unset variable is a ConfigError naming it."""
+    """Replace ``${NAME}`` in strings (in lists and dict values too); an unset variable is a ConfigError."""
     if isinstance(value, str):
 
         def repl(match: re.Match[str]) -> str:
@@ -99,65 +103,147 @@ def _kind_for_url(url: str, declared: str | None) -> str:
 
 
 def _check_url(url: str, where: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{where}: {redact(url)!r} is not an http(s) URL", hint="e.g. https://api.truto.one/mcp/<token>")
+    try:
+        check_http_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {redact(url)!r} {exc}", hint="e.g. https://api.truto.one/mcp/<token>") from None
 
 
 def _url_transport(url: str, declared: str | None = None) -> str:
-    if declared in ("sse",):
+    if declared == "sse":
         return "sse"
     return "sse" if urlsplit(url).path.rstrip("/").endswith("/sse") else "http"
 
 
-def _globs(value: Any) -> tuple[str, ...]:
+Transport = Literal["http", "streamable-http", "streamableHttp", "sse", "stdio"]
+Globs = str | list[str] | None
+
+
+class ServerEntry(BaseModel):
+    """One server of an ``mcpServers`` file, as typed as the file format allows.
+
+    Keys other clients use (``autoApprove``, ``timeout``...) are ignored; ours must have their type:
+    ``"args": "x"`` is refused, not split into characters.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    url: str | None = None
+    type: Transport | None = None
+    transport: Transport | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    disabled: bool = False
+    kind: Literal["truto", "vapi", "generic", "sandbox"] | None = None
+    tools: Globs = None
+    excludeTools: Globs = None
+    exclude_tools: Globs = None
+
+
+class ServersFile(BaseModel):
+    """The ``{"mcpServers": {...}}`` file (other top-level keys of a client's config are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    mcpServers: dict[str, ServerEntry] = Field(min_length=1)
+
+
+def _globs(value: Globs) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
         return tuple(p.strip() for p in value.split(",") if p.strip())
-    return tuple(str(v) for v in value)
+    return tuple(value)
+
+
+def _read_servers_file(path: str) -> ServersFile:
+    """Read and type-check an ``mcpServers`` file; every problem is one ConfigError naming the file."""
+    where = f"--mcp-config {path}"
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_SERVERS_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {where}: {exc.strerror or exc}", hint="check the path") from None
+    if len(raw) > MAX_SERVERS_FILE_BYTES:
+        raise ConfigError(f"{where} is larger than 1 MiB", hint="is it the right file?")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where} is not UTF-8 text") from None
+    except RecursionError:
+        raise ConfigError(f"{where} nests too deeply to be an mcpServers file") from None
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or "mcpServers" not in data:
+        raise ConfigError(f"{where} has no mcpServers object", hint='expected {"mcpServers": {...}}')
+    try:
+        return ServersFile.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, where) from None
+    except RecursionError:
+        raise ConfigError(f"{where} nests too deeply to be an mcpServers file") from None
+
+
+def _explain(exc: ValidationError, where: str) -> ConfigError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = [str(part) for part in first["loc"]]
+    if loc[:1] == ["mcpServers"] and len(loc) >= 2:
+        place = f"server {loc[1]!r}" + (f" key {'.'.join(loc[2:])!r}" if len(loc) > 2 else "")
+    else:
+        place = "'" + ".".join(loc) + "'" if loc else "the file"
+    reason = first["msg"].removeprefix("Value error, ")
+    reason = reason[:1].lower() + reason[1:]
+    more = f"; {len(errors) - 1} more problem(s) after this one" if len(errors) > 1 else ""
+    return ConfigError(f"{where}: {place}: {reason}", hint=f"fix the file{more}")
+
+
+def _check_command(command: str, cwd: str | None, env: Mapping[str, str], where: str) -> None:
+    """A stdio server's program must exist before we try to start it (exit 2, not a connection error)."""
+    if cwd is not None and not Path(cwd).is_dir():
+        raise ConfigError(f"{where}: cwd {cwd!r} is not a directory")
+    candidate = command
+    if os.sep in command and cwd is not None and not os.path.isabs(command):
+        candidate = os.path.join(cwd, command)
+    if shutil.which(candidate, path=env.get("PATH", os.defpath)) is None:
+        raise ConfigError(f"{where}: command {command!r} is not an executable program",
+                          hint="install it, or give its absolute path in \"command\"")
 
 
 def load_mcp_config(path: str, env: Mapping[str, str]) -> list[ServerSpec]:
     """Parse an ``{"mcpServers": {...}}`` file into specs (``url``+``headers`` or ``command``+``args``+``env``)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read --mcp-config {path}: {exc.strerror}", hint="check the path") from None
-    except ValueError as exc:
-        raise ConfigError(f"--mcp-config {path} is not valid JSON: {exc}") from None
-    servers = data.get("mcpServers") if isinstance(data, dict) else None
-    if not isinstance(servers, dict) or not servers:
-        raise ConfigError(f"--mcp-config {path} has no mcpServers object", hint='expected {"mcpServers": {...}}')
+    servers = _read_servers_file(path).mcpServers
     specs: list[ServerSpec] = []
     for name, raw in servers.items():
         where = f"server {name!r} in {path}"
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{where} is not an object")
-        if raw.get("disabled"):
+        if raw.disabled:
             continue
-        entry = substitute_env(raw, env, where=where)
-        allow, deny = _globs(entry.get("tools")), _globs(entry.get("excludeTools") or entry.get("exclude_tools"))
-        if entry.get("url"):
-            url = str(entry["url"])
+        entry = raw.model_copy(update={
+            key: substitute_env(getattr(raw, key), env, where=where)
+            for key in ("url", "headers", "command", "args", "env", "cwd")})
+        allow, deny = _globs(entry.tools), _globs(entry.excludeTools or entry.exclude_tools)
+        if entry.url:
+            url = entry.url
             _check_url(url, where)
-            headers = {str(k): str(v) for k, v in (entry.get("headers") or {}).items()}
-            for value in headers.values():
-                register_secret(value.split()[-1] if value else value)
+            for value in entry.headers.values():
+                register_secret(value.split()[-1] if value.split() else value)
             register_secret(urlsplit(url).path.rsplit("/", 1)[-1] if "/mcp/" in url else None)
             specs.append(ServerSpec(
-                name=name, transport=_url_transport(url, entry.get("type") or entry.get("transport")),
-                kind=_kind_for_url(url, entry.get("kind")), url=url, headers=headers, allow=allow, deny=deny,
+                name=name, transport=_url_transport(url, entry.type or entry.transport),
+                kind=_kind_for_url(url, entry.kind), url=url, headers=dict(entry.headers), allow=allow, deny=deny,
                 source=f"the url of {where}",
             ))
-        elif entry.get("command"):
-            env_vars = {str(k): str(v) for k, v in (entry.get("env") or {}).items()}
-            for value in env_vars.values():
+        elif entry.command:
+            for value in entry.env.values():
                 register_secret(value)
+            _check_command(entry.command, entry.cwd, {**env, **entry.env}, where)
             specs.append(ServerSpec(
-                name=name, transport="stdio", kind=entry.get("kind") or "generic", command=str(entry["command"]),
-                args=[str(a) for a in entry.get("args") or []], env=env_vars, cwd=entry.get("cwd"),
-                allow=allow, deny=deny, source=f"the command of {where}",
+                name=name, transport="stdio", kind=entry.kind or "generic", command=entry.command,
+                args=list(entry.args), env=dict(entry.env), cwd=entry.cwd, allow=allow, deny=deny,
+                source=f"the command of {where}",
             ))
         else:
             raise ConfigError(f"{where} has neither url nor command")
@@ -170,8 +256,8 @@ def resolve_servers(settings: Settings, env: Mapping[str, str] | None = None) ->
     """The servers this run connects to, in priority order (see the module docstring)."""
     env = os.environ if env is None else env
     if settings.sandbox or (settings.mcp_kind == "sandbox" and not settings.mcp_url):
-        return [sandbox_spec(settings)]
-    if settings.mcp_config:
+        specs = [sandbox_spec(settings)]
+    elif settings.mcp_config:
         specs = load_mcp_config(settings.mcp_config, env)
     elif settings.mcp_url:
         url = settings.mcp_url
@@ -191,13 +277,14 @@ def resolve_servers(settings: Settings, env: Mapping[str, str] | None = None) ->
                             headers={"Authorization": f"Bearer {settings.vapi_api_key}"},
                             source="VAPI_API_KEY")]
     else:
-        return [sandbox_spec(settings)]
+        specs = [sandbox_spec(settings)]
     if settings.server and settings.server not in {s.name for s in specs}:
         names = ", ".join(s.name for s in specs)
         raise ConfigError(f"unknown --server {settings.server!r}", hint=f"servers: {names}")
     for spec in specs:
-        spec.allow = spec.allow + settings.tools
-        spec.deny = spec.deny + settings.exclude_tools
+        if spec.transport != "sandbox":  # sandbox_spec already has them
+            spec.allow = spec.allow + settings.tools
+            spec.deny = spec.deny + settings.exclude_tools
     return specs
 
 

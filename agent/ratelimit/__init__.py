@@ -34,7 +34,7 @@ with the transport and the first retry):
     ``HTTP_AUTH = -32030``, ``HTTP_NOT_FOUND = -32031``, ``HTTP_CLIENT_ERROR = -32032``,
     ``HTTP_SERVER_ERROR = -32050``, ``HTTP_TIMEOUT = -32051``, ``HTTP_NETWORK = -32052``,
     ``HTTP_CIRCUIT_OPEN = -32053``, ``HTTP_SESSION_ENDED = -32054``, ``HTTP_INTERNAL = -32055``,
-    ``HTTP_MALFORMED = -32056``.
+    ``HTTP_MALFORMED = -32056``, ``HTTP_TOO_LARGE = -32057`` (agent.mcp.limits).
 ``breaker``
     ``CircuitBreaker(name, failure_threshold=5, cool_down=30, clock)``: ``admit()`` (raises
     ``CircuitOpen``), ``record_success/failure/neutral``, ``record(exc)``, ``async with guard()``;

@@ -58,6 +58,7 @@ HTTP_CIRCUIT_OPEN = -32053  # the circuit breaker is open: the request was not s
 HTTP_SESSION_ENDED = -32054  # 404 to a request carrying a session id: the session ended, nothing was processed
 HTTP_INTERNAL = -32055  # our own code failed below the SDK (a bug): data.fault names the exception to re-raise
 HTTP_MALFORMED = -32056  # a 2xx answer that is not JSON-RPC (truncated JSON, HTML, a garbage event stream)
+HTTP_TOO_LARGE = -32057  # an answer over max_message_bytes, discarded unread (agent.mcp.limits)
 
 _CODE_KINDS = {
     HTTP_RATE_LIMITED: "rate_limited", HTTP_AUTH: "auth", HTTP_NOT_FOUND: "not_found",

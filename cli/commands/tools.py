@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from agent.errors import ConfigError
 from cli.runner import Body, CommandContext, Outcome
@@ -35,6 +36,20 @@ def tools_list_render(outcome: Outcome, ctx: CommandContext) -> None:
     Console().print(table)
 
 
+MAX_ARGS_DEPTH = 32  # real tool arguments nest a few levels; deeper only exhausts the stack later on
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and objects (iteratively: the check itself cannot overflow)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            pending.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def tools_call_body(name: str, args_json: str) -> Body:
     """``tools call NAME --args JSON``: one gated call; prints the decoded result."""
 
@@ -46,8 +61,13 @@ def tools_call_body(name: str, args_json: str) -> Body:
             args = json.loads(args_json)
         except ValueError as exc:
             raise ConfigError(f"--args is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ConfigError("--args nests too deeply", hint="tool arguments are a flat-ish JSON object") from None
         if not isinstance(args, dict):
             raise ConfigError("--args must be a JSON object")
+        if _depth(args) > MAX_ARGS_DEPTH:
+            raise ConfigError(f"--args nests deeper than {MAX_ARGS_DEPTH} levels",
+                              hint="tool arguments are a flat-ish JSON object")
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, store=None) as rt:
             output = await rt.hub.call(rt.hub.tool(name).name, args)
         output.raise_for_error()

@@ -135,6 +135,9 @@ def load_leads(params: CampaignParams) -> Leads:
     """The leads file read and checked (``--strict``, at least one valid row): local, before any request."""
     if not params.name.strip():
         raise ConfigError("--name must not be empty")
+    parse_start(params.start, datetime.now(UTC))
+    if params.max_duration:
+        parse_duration(params.max_duration, option="--max-duration")
     leads = read_leads(params.leads, region=params.region)
     if params.strict and leads.rejected:
         lines = ", ".join(str(r["line"]) for r in leads.rejected)

@@ -8,6 +8,7 @@ in the run store, so a re-run reuses finished calls unless ``fresh``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +43,8 @@ class QAParams:
         """Bad values are exit 2 before anything is fetched."""
         if self.last < 1:
             raise ConfigError(f"--last must be at least 1 (got {self.last})")
+        if not math.isfinite(self.threshold):
+            raise ConfigError(f"--threshold must be a finite number (got {self.threshold})")
         if self.recordings not in RECORDING_CHOICES:
             raise ConfigError(f"--recordings {self.recordings!r} is not one of {', '.join(RECORDING_CHOICES)}")
         if self.since is not None:

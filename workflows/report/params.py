@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from agent.errors import ConfigError
-from workflows.report.window import parse_instant, parse_zone
+from workflows.report.window import parse_instant, parse_zone, resolve_window
 
 GROUP_BY = ("assistant", "endedReason", "squad")
 SOURCES = ("auto", "analytics", "calls")
@@ -57,12 +59,13 @@ class ReportParams:
             raise ConfigError(f"--group-by {self.group_by!r} is not one of {', '.join(GROUP_BY)}")
         if self.source not in SOURCES:
             raise ConfigError(f"--source {self.source!r} is not one of {', '.join(SOURCES)}")
-        if self.worse_success_pp < 0 or self.worse_cost_pct < 0 or self.min_calls < 0:
-            raise ConfigError("the worse thresholds and --min-calls cannot be negative")
+        thresholds = (self.worse_success_pp, self.worse_cost_pct, self.min_calls)
+        if not all(math.isfinite(value) and value >= 0 for value in thresholds):
+            raise ConfigError("the worse thresholds and --min-calls must be finite and not negative")
         parse_formats(self.formats)
         zone = parse_zone(self.tz)
-        if self.as_of is not None:
-            parse_instant(self.as_of, zone, option="--as-of")
+        as_of = parse_instant(self.as_of, zone, option="--as-of") if self.as_of is not None else datetime.now(UTC)
+        resolve_window(since=self.since, start=self.start, end=self.end, tz=self.tz, as_of=as_of)
 
     def output_formats(self) -> tuple[str, ...]:
         """The formats to write: ``--format``, or every format when only ``--out`` is given."""

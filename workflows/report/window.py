@@ -14,6 +14,7 @@ from agent.errors import ConfigError
 from agent.timeparse import iso_ms, parse_duration
 
 DEFAULT_SINCE = "7d"
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_zone(name: str) -> ZoneInfo:
@@ -83,8 +84,20 @@ def resolve_window(*, since: str | None, start: str | None, end: str | None, tz:
     if start is not None:
         begin = parse_instant(start, zone, option="--from")
     else:
-        begin = stop - parse_duration(since or DEFAULT_SINCE, option="--since")
+        length = parse_duration(since or DEFAULT_SINCE, option="--since")
+        if stop - EARLIEST < 2 * length:
+            raise _too_far_back(f"{length.days}d before {stop.date().isoformat()}")
+        begin = stop - length
     if begin >= stop:
         raise ConfigError(f"the report window is empty: {iso_ms(begin)} is not before {iso_ms(stop)}",
                           hint="--from must be before --to")
+    if begin - EARLIEST < stop - begin:
+        raise _too_far_back(f"{begin.date().isoformat()} .. {stop.date().isoformat()}")
     return Window(begin, stop, tz)
+
+
+def _too_far_back(window: str) -> ConfigError:
+    # The previous period (as long as the window, just before it) must still be a real time:
+    # 0001-01-01 would overflow, and nothing on Vapi is older than the Unix epoch anyway.
+    return ConfigError(f"the report window {window} reaches too far back",
+                       hint="it and its previous period, as long as the window, must start after 1970-01-01")
