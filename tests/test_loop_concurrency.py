@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from agent.config import Settings
 from agent.errors import UpstreamError
@@ -30,10 +30,9 @@ from sandbox.app import Sandbox
 from sandbox.serve import ServerThread
 from sandbox.world.config import SandboxConfig
 from tests.ask_support import make_runner, tool_calls_logged
-from tests.conftest import SMALL
 from tests.openai_fake import ToolCall, Turn
 from tests.test_ratelimit_e2e import restore_logging
-from tests.test_write_reconcile import _replay
+from tests.test_write_reconcile import McpPostGate, _replay
 
 _FIXTURES = (restore_logging,)
 
@@ -41,7 +40,7 @@ HELD = (b"list_all_vapi_squads", b"list_all_vapi_phone_numbers")
 REFUSED = b"get_single_vapi_assistant_by_id"
 
 
-class HoldAndRefuse:
+class HoldAndRefuse(McpPostGate):
     """ASGI gate: MCP POSTs naming a ``HELD`` tool wait until ``release``; the ``REFUSED`` one is answered
     HTTP 401 once both held calls are in flight (so the failure meets running siblings).
 
@@ -49,16 +48,12 @@ class HoldAndRefuse:
     thread's event loop (the held requests poll it)."""
 
     def __init__(self, app: Any) -> None:
-        self.app = app
+        super().__init__(app)
         self.release = threading.Event()
         self.held = 0
         self.both_held = asyncio.Event()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/mcp/"):
-            await self.app(scope, receive, send)
-            return
-        message = await receive()
+    async def post(self, scope: Scope, message: Message, receive: Receive, send: Send) -> None:
         body = message.get("body", b"")
         if any(tool in body for tool in HELD):
             self.held += 1
@@ -125,7 +120,7 @@ def test_the_ask_envelope_and_run_log_list_every_call_of_the_stopped_batch(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], endpoint: Any, fake: Any) -> None:
     """The same failure end to end: ``vapi-agent ask --json`` over real HTTP exits with the upstream error,
     and both its envelope and its run log (complete when the command has returned) list the three calls."""
-    sandbox = Sandbox(SandboxConfig(**{**SMALL, "calls": 12}))
+    sandbox = Sandbox(SandboxConfig(calls=12, seed=7))
     gate = HoldAndRefuse(sandbox.app)
     sandbox.app = gate
     server = ServerThread(sandbox, host="127.0.0.1", port=0).start()
