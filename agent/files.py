@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from agent.errors import ConfigError
+
 
 @contextmanager
 def atomic_file(path: Path, *, mode: int | None = None) -> Iterator[BinaryIO]:
@@ -38,3 +40,61 @@ def write_atomically(path: Path, data: str | bytes, *, mode: int | None = None) 
     with atomic_file(path, mode=mode) as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
     return path
+
+
+def copy_atomically(source: Path, dest: Path) -> Path:
+    """Copy ``source`` to ``dest`` through a temporary sibling (``dest`` appears whole or not at all)."""
+    import shutil
+
+    with source.open("rb") as reader, atomic_file(dest) as writer:
+        shutil.copyfileobj(reader, writer, 1 << 20)
+    return dest
+
+
+# ---------------------------------------------------------------- output targets, checked before any work
+def output_file(path: str | Path, default_name: str, *, option: str = "--out") -> Path:
+    """The file a single-file output goes to, checked now (before any request is sent).
+
+    An existing folder (or a path ending in ``/``) means ``default_name`` inside it; an existing
+    regular file is replaced atomically when the output is written. Anything that cannot be
+    written (a special file, a path under a regular file, a folder we cannot create files in) is a
+    ``ConfigError`` (exit 2) naming the option.
+    """
+    target = Path(path)
+    if target.is_dir() or str(path).endswith(("/", os.sep)):
+        target = target / default_name
+    if target.exists() and not target.is_file():
+        raise _unwritable(option, path, f"{target} exists and is not a regular file")
+    _check_can_create(target.parent, option, path)
+    return target
+
+
+def output_folder(path: str | Path, *, option: str = "--out") -> Path:
+    """A folder outputs are written into (created when missing), checked now; an existing file is refused."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise _unwritable(option, path, "it is a file; this option names a folder to write files into",
+                          hint="give a folder (it is created when missing)")
+    _check_can_create(target, option, path)
+    return target
+
+
+def _check_can_create(folder: Path, option: str, given: str | Path) -> None:
+    """Create and remove a file in ``folder``, or in its nearest existing ancestor when it is missing."""
+    probe_dir = folder
+    while not probe_dir.exists():
+        if probe_dir.parent == probe_dir:
+            break
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise _unwritable(option, given, f"{probe_dir} is not a folder")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".vapi-agent-probe.", dir=probe_dir)
+    except OSError as exc:
+        raise _unwritable(option, given, f"cannot create files in {probe_dir} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(name)
+
+
+def _unwritable(option: str, given: str | Path, why: str, *, hint: str | None = None) -> ConfigError:
+    return ConfigError(f"{option} {given}: {why}", hint=hint or "choose a place you can write to")
