@@ -29,7 +29,7 @@ PACKAGES = ("cli", "workflows", "agent", "sandbox")
 # paths, time, files, counters, the access policy, terminal-safe text). They import only each other.
 AGENT_FOUNDATION = {"agent", "agent.errors", "agent.redact", "agent.paths", "agent.timeparse", "agent.files",
                     "agent.display", "agent.usage", "agent.policy", "agent.config", "agent.inflight",
-                    "agent.terminal", "agent.console"}
+                    "agent.tls", "agent.terminal", "agent.console"}
 
 # Where each part may import from; a module belongs to the longest part that prefixes it, and a part
 # may always import from itself.
