@@ -432,12 +432,12 @@ SCENARIOS = {"single": single, "overlap": overlap, "processes": processes}
 def main(argv: list[str] | None = None) -> int:
     """Run the scenarios and print the figures (``--json``: one JSON document)."""
     parser = harness.parser(__doc__)
-    parser.add_argument("--calls", type=int, default=100, help="calls in the single scenario (default 100)")
+    parser.add_argument("--calls", type=int, default=80, help="calls in the single scenario (default 80)")
     parser.add_argument("--limit", default="10/2", help="sandbox MCP rate limit N/SECONDS (default 10/2)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--processes", type=int, default=2, help="processes in the processes scenario (default 2)")
-    parser.add_argument("--process-calls", type=int, default=80,
-                        help="calls of all processes together in the processes scenario (default 80)")
+    parser.add_argument("--process-calls", type=int, default=60,
+                        help="calls of all processes together in the processes scenario (default 60)")
     parser.add_argument("--only", choices=tuple(SCENARIOS), action="append", help="run only this scenario")
     args = parser.parse_args(argv)
     rounds = harness.check_rounds(args)
