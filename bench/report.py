@@ -1,6 +1,6 @@
 """Benchmark: `vapi-agent report` over many calls, against two peer clients, at 20,000 and 100,000 calls.
 
-Run (never run by CI; the 100,000-call part takes about half an hour)::
+Run (never run by CI; bench/README.md says how long each size takes)::
 
     .venv/bin/python -m bench.report [--json] [--quick] [--rounds 3] [--sizes 20000,100000:1]
 
