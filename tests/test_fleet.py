@@ -46,7 +46,7 @@ def run(body: Any, settings: Settings | None = None) -> tuple[int, dict[str, Any
 def qa_body(sandbox: SandboxFleet, tmp_path: Path, **overrides: Any) -> Any:
     params = {"assistant": "Support", "last": 4, "recordings": "failing", "threshold": 80.0, **overrides}
     fleet_params = dict(workflow="qa-grade", params=params, source={}, concurrency=3, out=str(tmp_path / "out"))
-    return fleet_cmd.fleet_run_body(fleet_params, None, sandbox=sandbox)
+    return fleet_cmd.fleet_run_body(fleet_params, sandbox=sandbox)
 
 
 def ground_truth_failing(sandbox: SandboxFleet, account_id: str, last: int) -> tuple[list[float | None], int]:
@@ -141,7 +141,7 @@ def test_accounts_file_source_keeps_secrets_out_of_the_queue(tmp_path: Path, mon
     accounts.write_text('[[account]]\nname = "acme"\ntenant = "acme-dental"\nmcp_url = "${ACME_MCP_URL}"\n')
     params = {"assistant": "Support", "last": 3, "recordings": "none"}
     body = fleet_cmd.fleet_run_body(dict(workflow="qa-grade", params=params,
-                                         source={"accounts_file": str(accounts)}, concurrency=2), None)
+                                         source={"accounts_file": str(accounts)}, concurrency=2))
     code, envelope = run(body, load_settings({"json": True}))
     assert code == 0, envelope
     assert envelope["result"]["accounts"][0]["summary"]["calls"] == 3
