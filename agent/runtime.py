@@ -99,6 +99,13 @@ def embedded_sandbox_dir() -> Path:
     return data_dir() / "sandbox"
 
 
+def _call_error(record: Any) -> str | None:
+    """A tool call's error for the run log; a write cut in flight says what became of it."""
+    if record.write is not None:
+        return f"{record.error}; {record.write.line()}" if record.error else record.write.line()
+    return record.error
+
+
 def _build_sandbox(settings: Settings) -> Any:
     """The embedded sandbox: one persisted workspace that every command (every process) shares."""
     from agent.errors import ConfigError
@@ -256,7 +263,7 @@ async def open_runtime(
                          prompt=_tty_prompt() if prompt == "tty" else prompt)
         hub = Hub(connections, gate=gate, usage=usage, preferred_server=settings.server,
                   on_call=lambda r: runlog.record("add_tool_call", r.name, r.arguments, r.ok, r.approved_by,
-                                                  r.access, r.error))
+                                                  r.access, _call_error(r), outcome=r.outcome))
         await hub.load_catalogue()
 
         if sandbox_obj is not None and sandbox_obj.public_url == IN_PROCESS_ORIGIN:
