@@ -233,6 +233,13 @@ def test_id_prefixes_are_accepted_and_unknown_ids_are_exit_2(run: Callable[..., 
     assert graded.code == 0 and graded.envelope()["result"]["assistant"]["id"] == renewal["id"]
 
 
+def test_an_unknown_previous_chat_id_is_exit_2_with_nothing_on_stdout(run: Callable[..., Ran]) -> None:
+    for route in ("rest", "mcp"):
+        unknown = run("assistant", "chat", "Support", "Hi", "--previous-chat-id", "24df0296", "--via", route)
+        assert unknown.code == 2 and unknown.out == "", (route, unknown.out, unknown.err)
+        assert unknown.err.splitlines()[-1].startswith("error: --previous-chat-id '24df0296': no such chat")
+
+
 # ---------------------------------------------------------------- 7. only intact recordings; a new folder gets them
 def test_recordings_are_reported_only_while_intact_and_a_new_folder_gets_them(
         run: Callable[..., Ran], served: Any, tmp_path: Path) -> None:

@@ -109,15 +109,17 @@ def assistant_chat_body(options: AssistantChatOptions, *, sandbox: Any = None, o
 
             async def one(message: str) -> None:
                 streamed.clear()
+                whole = False
                 try:
                     reply = await chat.send(message, printer)
                     replies.append(reply)
                     sent.append(message)
                     if show and not streamed:  # the reply arrived whole (the MCP route): print it now
                         print(terminal_text(reply.text, keep_newlines=True), end="")
+                        whole = True
                 finally:
-                    if show:
-                        print(flush=True)  # end the streamed line, also after a dropped stream
+                    if show and (streamed or whole):
+                        print(flush=True)  # end the reply's line, also after a dropped stream
 
             interactive = options.message is None and lines is None and sys.stdin.isatty() and show
             if options.message is not None:
