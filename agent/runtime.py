@@ -72,14 +72,14 @@ class _RoutingTransport:
     that, as with Vapi's real storage host, a redirect to it crosses hosts.
     """
 
-    def __init__(self, origin: str, app: Any) -> None:
+    def __init__(self, origin: str, app: Any, network: Any) -> None:
         from urllib.parse import urlsplit
 
         import httpx2
 
         self._host = urlsplit(origin).hostname or ""
         self._local = httpx2.ASGITransport(app=app)
-        self._network = httpx2.AsyncHTTPTransport(verify=shared_ssl_context())
+        self._network = network
 
     def _is_local(self, host: str) -> bool:
         return host == self._host or host.endswith("." + self._host)
@@ -196,6 +196,7 @@ async def open_runtime(
     from agent.mcp.connection import Connection
     from agent.mcp.limits import MessageSizeCap
     from agent.mcp.servers import resolve_servers
+    from agent.media import AddressGuard, DownloadRules
     from agent.model import OpenAIChatModel, price_for
     from agent.policy import WriteGate
     from agent.ratelimit.breaker import BreakerRegistry
@@ -266,10 +267,16 @@ async def open_runtime(
                                                   r.access, _call_error(r), outcome=r.outcome))
         await hub.load_catalogue()
 
-        if sandbox_obj is not None and sandbox_obj.public_url == IN_PROCESS_ORIGIN:
-            media_transport: Any = _RoutingTransport(IN_PROCESS_ORIGIN, sandbox_obj.app)
-        else:
-            media_transport = httpx2.AsyncHTTPTransport(verify=shared_ssl_context())
+        # Media (recording links, their redirects) reach only public https hosts, or the sandbox: the
+        # in-process one (its hosts go to its ASGI app) or a server the user configured on loopback.
+        embedded = sandbox_obj is not None and sandbox_obj.public_url == IN_PROCESS_ORIGIN
+        served = [spec.url for spec in specs if not in_process(spec.url)]
+        if sandbox_obj is not None and not embedded:
+            served.append(sandbox_obj.public_url)
+        rules = DownloadRules.for_origins(served, max_bytes=settings.max_download_bytes)
+        media_transport: Any = AddressGuard(httpx2.AsyncHTTPTransport(verify=shared_ssl_context()), rules)
+        if embedded:
+            media_transport = _RoutingTransport(IN_PROCESS_ORIGIN, sandbox_obj.app, network=media_transport)
         # No default headers, no cookies: recording links and storage never see our credentials.
         media_http = httpx2.AsyncClient(transport=media_transport, follow_redirects=False,
                                         timeout=httpx2.Timeout(120.0, connect=connect_timeout))
