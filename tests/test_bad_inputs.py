@@ -351,6 +351,12 @@ def _command_cases() -> list[Bad]:
         ("schedule-run-grace-nan", ["schedule", "run", "--grace", "nan"]),
         ("schedule-run-grace-neg", ["schedule", "run", "--grace", "-1"]),
         ("unknown-command", ["frobnicate"]), ("unknown-subcommand", ["campaign", "frobnicate"]),
+        # an output folder or file named, then a bad value: nothing may appear in the working directory
+        ("report-out-format", ["report", "--out", "out", "--format", "docx"]),
+        ("report-out-year-1", ["report", "--out", "out", "--from", "0001-01-01"]),
+        ("report-out-bad-setting", ["report", "--out", "out", "--deadline", "-1"]),
+        ("qa-out-last-zero", [*qa, "--out", "qa.md", "--last", "0"]),
+        ("qa-recordings-dir-since", [*qa, "--recordings", "all", "--recordings-dir", "recs", "--since", "lately"]),
     ]
     cases = [Bad(name, argv) for name, argv in rows]
     campaign = ["campaign", "create", "--name", "Spring", "--assistant", "Support", "--phone-number", "primary"]
@@ -425,6 +431,8 @@ def _fleet_cases() -> list[Bad]:
         ("report-group-by", [*report, "--group-by", "colour"], truto),
         ("report-format", [*report, "--format", "docx"], truto),
         ("report-since-overflow", [*report, "--since", "99999999999d"], truto),
+        ("report-out-tz", [*report, "--out", "fleet-out", "--tz", "Mars/Olympus_Mons"], truto),
+        ("qa-out-threshold", [*grade, "--out", "fleet-out", "--threshold", "inf"], truto),
         ("config-truto-api", ["fleet", "accounts"], truto),
         ("config-queue-url", ["fleet", "status", "fleet-x"], {}),
     ]
