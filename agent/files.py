@@ -1,4 +1,4 @@
-"""Atomic file writes, and bounded reads of small files the user names.
+"""Atomic file writes, output targets checked before any work, and bounded reads of small files.
 
 Writes go to a temporary sibling, renamed into place only when complete: readers (and a cron job's
 consumers) never see half a file, and a failure or a cancellation (a ``--deadline``) removes the
@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from agent.errors import ConfigError
 
 SMALL_FILE_BYTES = 1024 * 1024
 
@@ -46,6 +48,64 @@ def write_atomically(path: Path, data: str | bytes, *, mode: int | None = None) 
     return path
 
 
+def copy_atomically(source: Path, dest: Path) -> Path:
+    """Copy ``source`` to ``dest`` through a temporary sibling (``dest`` appears whole or not at all)."""
+    import shutil
+
+    with source.open("rb") as reader, atomic_file(dest) as writer:
+        shutil.copyfileobj(reader, writer, 1 << 20)
+    return dest
+
+
+# ---------------------------------------------------------------- output targets, checked before any work
+def output_file(path: str | Path, default_name: str, *, option: str = "--out") -> Path:
+    """The file a single-file output goes to, checked now (before any request is sent).
+
+    An existing folder (or a path ending in ``/``) means ``default_name`` inside it; an existing
+    regular file is replaced atomically when the output is written. Anything that cannot be
+    written (a special file, a path under a regular file, a folder we cannot create files in) is a
+    ``ConfigError`` (exit 2) naming the option.
+    """
+    target = Path(path)
+    if target.is_dir() or str(path).endswith(("/", os.sep)):
+        target = target / default_name
+    if target.exists() and not target.is_file():
+        raise _unwritable(option, path, f"{target} exists and is not a regular file")
+    _check_can_create(target.parent, option, path)
+    return target
+
+
+def output_folder(path: str | Path, *, option: str = "--out") -> Path:
+    """A folder outputs are written into (created when missing), checked now; an existing file is refused."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise _unwritable(option, path, "it is a file; this option names a folder to write files into",
+                          hint="give a folder (it is created when missing)")
+    _check_can_create(target, option, path)
+    return target
+
+
+def _check_can_create(folder: Path, option: str, given: str | Path) -> None:
+    """Create and remove a file in ``folder``, or in its nearest existing ancestor when it is missing."""
+    probe_dir = folder
+    while not probe_dir.exists():
+        if probe_dir.parent == probe_dir:
+            break
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise _unwritable(option, given, f"{probe_dir} is not a folder")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".vapi-agent-probe.", dir=probe_dir)
+    except OSError as exc:
+        raise _unwritable(option, given, f"cannot create files in {probe_dir} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(name)
+
+
+def _unwritable(option: str, given: str | Path, why: str, *, hint: str | None = None) -> ConfigError:
+    return ConfigError(f"{option} {given}: {why}", hint=hint or "choose a place you can write to")
+
+
 def read_small_text(path: str | Path, what: str, *, limit: int = SMALL_FILE_BYTES, hint: str = "") -> str:
     """The UTF-8 text of ``path``, reading at most ``limit`` bytes; else one ``ConfigError`` about ``what``.
 
@@ -53,8 +113,6 @@ def read_small_text(path: str | Path, what: str, *, limit: int = SMALL_FILE_BYTE
     ``ConfigError`` for anything else: unreadable (a directory, no permission), larger than the cap
     (``/dev/zero`` is refused after ``limit`` bytes), not UTF-8.
     """
-    from agent.errors import ConfigError
-
     try:
         with open(path, "rb") as handle:
             raw = handle.read(limit + 1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -101,6 +102,39 @@ WORKFLOW_NEEDS: dict[str, dict[str, str]] = {
     "squad": {"assistants.list": "resolve member names", "squads.create": "create the squad"},
     "assistant-chat": {"assistants.list": "find the assistant", "chat.respond": "talk to the assistant"},
 }
+
+
+# Objects a command names by id; a unique prefix of the id is enough (as `logs` takes run ids).
+# kind -> (get operation, list operation, how many of the newest are searched for a prefix: None = all)
+ID_KINDS: dict[str, tuple[str, str, int | None]] = {
+    "call": ("calls.get", "calls.list", 1000),
+    "campaign": ("campaigns.get", "campaigns.list", None),
+}
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+_ID_PREFIX = re.compile(r"[0-9a-zA-Z][0-9a-zA-Z_-]*")
+_AMBIGUOUS_SHOWN = 5
+_LISTING = {"call": "see the ids with: vapi-agent calls list --assistant NAME",
+            "campaign": "see the ids with: vapi-agent campaign list"}
+
+
+def by_id_prefix(items: list[dict[str, Any]], text: str, kind: str) -> dict[str, Any] | None:
+    """The item whose id is ``text``, else the one whose id starts with it; None when none does.
+
+    Two or more ids starting with ``text`` (and none equal to it) is a ConfigError listing them.
+    """
+    wanted = text.strip().lower()
+    if not wanted or not _ID_PREFIX.fullmatch(wanted):
+        return None
+    exact = [i for i in items if str(i.get("id") or "").lower() == wanted]
+    if exact:
+        return exact[0]
+    matches = [i for i in items if str(i.get("id") or "").lower().startswith(wanted)]
+    if len(matches) > 1:
+        shown = ", ".join(str(m.get("id")) for m in matches[:_AMBIGUOUS_SHOWN])
+        more = ", ..." if len(matches) > _AMBIGUOUS_SHOWN else ""
+        raise ConfigError(f"{kind} id prefix {text!r} is ambiguous: it matches {shown}{more}",
+                          hint="type more characters of the id", candidates=[m.get("id") for m in matches])
+    return matches[0] if matches else None
 
 
 def _iso(value: datetime | str | None) -> str | None:
@@ -245,6 +279,32 @@ class VapiFacade:
             raise ToolError(f"{tool.name} returned {type(data).__name__}, expected an object")
         return data
 
+    async def resolve_id(self, kind: str, text: str) -> dict[str, Any]:
+        """The ``kind`` object (``call``, ``campaign``) whose id is ``text`` or starts with it.
+
+        A whole UUID is fetched directly; a shorter prefix is matched against the list (for calls,
+        the newest ``ID_KINDS`` limit). Unknown or ambiguous is a ConfigError (exit 2), not a 404.
+        """
+        get_operation, list_operation, newest = ID_KINDS[kind]
+        wanted = text.strip()
+        if _UUID.fullmatch(wanted) and self.supports(get_operation, full=False):
+            try:
+                return await self.get(get_operation, wanted)
+            except ToolError as exc:
+                if exc.status not in (400, 404):
+                    raise
+                raise ConfigError(f"no {kind} has the id {wanted!r}", hint=_LISTING[kind]) from None
+        if not _ID_PREFIX.fullmatch(wanted):
+            raise ConfigError(f"{text!r} is not a {kind} id", hint="ids are letters, digits and dashes")
+        items = await self.list_all(list_operation, limit=newest, full=kind == "call")
+        found = by_id_prefix(items, wanted, kind)
+        if found is None:
+            among = f" among the newest {len(items):,} {kind}s" if newest is not None and len(items) >= newest else ""
+            raise ConfigError(f"no {kind} id starts with {wanted!r}{among}", hint=_LISTING[kind])
+        if kind == "call" and not (found.get("artifact") or {}) and self.supports("calls.get", full=False):
+            return await self.get("calls.get", str(found["id"]))
+        return found
+
     # ------------------------------------------------------------ calls
     def iter_calls(self, *, assistant_id: str | None = None, created_at_ge: datetime | str | None = None,
                    created_at_lt: datetime | str | None = None, **filters: Any) -> AsyncIterator[dict[str, Any]]:
@@ -262,7 +322,7 @@ class VapiFacade:
         return await self.list_all("assistants.list")
 
     async def resolve_assistant(self, id_or_name: str) -> dict[str, Any]:
-        """An assistant by id, else by exact whole (case-sensitive) name.
+        """An assistant by id, else by exact whole (case-sensitive) name, else by a unique id prefix.
 
         No match: ConfigError suggesting close names. Two of that exact name: ConfigError listing ids.
         """
@@ -277,6 +337,9 @@ class VapiFacade:
             ids = ", ".join(str(a.get("id")) for a in exact)
             raise ConfigError(f"{len(exact)} assistants are named {id_or_name!r}: {ids}",
                               hint="pass the id instead of the name", candidates=[a.get("id") for a in exact])
+        by_prefix = by_id_prefix(assistants, id_or_name, "assistant")
+        if by_prefix is not None:
+            return by_prefix
         import difflib
 
         names = sorted({str(a.get("name")) for a in assistants if a.get("name")})

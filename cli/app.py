@@ -92,7 +92,7 @@ def sandbox_serve(ctx: typer.Context) -> None:
     from sandbox.__main__ import main as sandbox_main
 
     _no_json("sandbox serve", "it is a foreground server: it prints its URLs and serves until Ctrl-C")
-    raise typer.Exit(sandbox_main(["serve", *ctx.args]))
+    raise typer.Exit(sandbox_main(["serve", *ctx.args], prog="vapi-agent sandbox"))
 
 
 @sandbox_app.command("ground-truth", context_settings=PASSTHROUGH, add_help_option=False)
@@ -102,7 +102,8 @@ def sandbox_ground_truth(ctx: typer.Context) -> None:
     from sandbox.__main__ import main as sandbox_main
 
     _no_json("sandbox ground-truth", "it writes a JSON file (--out)")
-    raise typer.Exit(sandbox_main(["ground-truth", "--state-dir", str(embedded_sandbox_dir()), *ctx.args]))
+    raise typer.Exit(sandbox_main(["ground-truth", "--state-dir", str(embedded_sandbox_dir()), *ctx.args],
+                                  prog="vapi-agent sandbox"))
 
 
 def _no_json(command: str, why: str) -> None:
@@ -142,7 +143,7 @@ def _run(workflow: str, body: Any, render: Any = None, *, lock: bool = False, de
 
 @app.command("qa-grade")
 def qa_grade(
-    assistant: str = typer.Option(..., "--assistant", help="Assistant id, or its exact whole name."),
+    assistant: str = typer.Option(..., "--assistant", help="Assistant id (or a unique prefix), or its exact name."),
     last: int = typer.Option(5, "--last", min=1, help="How many of the newest ended calls to grade."),
     since: str | None = typer.Option(None, "--since", parser=duration,
                                      help="Only calls created within this window (7d, 12h)."),
@@ -153,7 +154,9 @@ def qa_grade(
                                     help="A call fails when its value is below this."),
     recordings: str = typer.Option("failing", "--recordings", help="failing | all | none"),
     recordings_dir: str = typer.Option("./recordings", "--recordings-dir", help="Where recordings are saved."),
-    out: str | None = typer.Option(None, "--out", help="Also write a markdown report here."),
+    out: str | None = typer.Option(
+        None, "--out", help="Also write a markdown report to this file (replaced atomically), or into this folder "
+        "as qa-grade-YYYY-MM-DD.md."),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore checkpoints of earlier runs."),
 ) -> None:
     """Grade an assistant's latest calls on a metric, fetch failing recordings, explain the failures."""
@@ -167,7 +170,7 @@ def qa_grade(
 @campaign_app.command("create")
 def campaign_create(
     name: str = typer.Option(..., "--name", help="Campaign name."),
-    assistant: str = typer.Option(..., "--assistant", help="Assistant id, or its exact whole name."),
+    assistant: str = typer.Option(..., "--assistant", help="Assistant id (or a unique prefix), or its exact name."),
     phone_number: str = typer.Option(
         ..., "--phone-number", help='Id, E.164, exact name, or a description like "primary US toll-free".'
     ),
@@ -193,7 +196,7 @@ def campaign_create(
 
 @campaign_app.command("status")
 def campaign_status(
-    campaign_id: str = typer.Argument(..., help="Campaign id."),
+    campaign_id: str = typer.Argument(..., help="Campaign id, or a unique prefix of it."),
     watch: bool = typer.Option(False, "--watch", help="Follow the campaign until it ends."),
     interval: float = typer.Option(2.0, "--interval", parser=finite(gt=0, le=3600),
                                    help="Seconds between checks with --watch."),
@@ -214,7 +217,7 @@ def campaign_list() -> None:
 
 
 @campaign_app.command("cancel")
-def campaign_cancel(campaign_id: str = typer.Argument(..., help="Campaign id.")) -> None:
+def campaign_cancel(campaign_id: str = typer.Argument(..., help="Campaign id, or a unique prefix of it.")) -> None:
     """Cancel a campaign (destructive: an interactive yes, or --allow update_a_vapi_campaign_by_id)."""
     from cli.commands import campaign
 
@@ -245,8 +248,11 @@ def report(
     group_by: str = typer.Option("assistant", "--group-by", help="assistant | endedReason | squad"),
     formats: str | None = typer.Option(
         None, "--format", help="Files to write: md,csv,html,json,png (--out alone writes them all)."),
-    out: str | None = typer.Option(None, "--out", help="Folder for the report-YYYY-MM-DD.<ext> files."),
-    as_of: str | None = typer.Option(None, "--as-of", help="Run as if now were this ISO time (reproducible files)."),
+    out: str | None = typer.Option(
+        None, "--out", help="Folder (created if missing; a file is refused) for the report-YYYY-MM-DD.<ext> files, "
+        "named after the day of --as-of (or today) in --tz."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="Run as if now were this ISO time (reproducible files, named after its day in --tz)."),
     source: str = typer.Option("auto", "--source", help="auto | analytics (Vapi's analytics) | calls (page calls)."),
     worse_success_pp: float = typer.Option(5.0, "--worse-success-pp", parser=finite(ge=0),
                                            help="Worse: success rate down > this (pp)."),
@@ -354,7 +360,7 @@ def chat(
 
 @assistant_app.command("chat")
 def assistant_chat(
-    assistant: str = typer.Argument(..., help="Assistant id, or its exact whole name."),
+    assistant: str = typer.Argument(..., help="Assistant id (or a unique prefix), or its exact name."),
     message: str | None = typer.Argument(None, help="One message (- reads stdin); none: interactive, or stdin lines."),
     previous_chat_id: str | None = typer.Option(None, "--previous-chat-id", help="Continue this earlier chat."),
     via: str = typer.Option("auto", "--via", help="auto | rest (streamed /chat/responses) | mcp (the chat tool)."),
@@ -387,7 +393,7 @@ def tools_call(
 
 @calls_app.command("list")
 def calls_list(
-    assistant: str = typer.Option(..., "--assistant", help="Assistant id, or its exact whole name."),
+    assistant: str = typer.Option(..., "--assistant", help="Assistant id (or a unique prefix), or its exact name."),
     since: str | None = typer.Option(None, "--since", parser=duration,
                                      help="Only calls created within this window (7d)."),
     limit: int = typer.Option(20, "--limit", min=1, help="At most this many calls."),
@@ -400,9 +406,10 @@ def calls_list(
 
 @calls_app.command("recording")
 def calls_recording(
-    call_id: str = typer.Argument(..., help="The call id."),
+    call_id: str = typer.Argument(..., help="The call id, or a unique prefix of it (as qa-grade shows)."),
     kind: str = typer.Option("mono", "--kind", help="mono | stereo | customer | assistant | video"),
-    out: str | None = typer.Option(None, "--out", help="File to write (default <id>-<kind>.wav)."),
+    out: str | None = typer.Option(
+        None, "--out", help="File to write (replaced atomically), or a folder for <id>-<kind>.wav (default: here)."),
 ) -> None:
     """Download a call's recording (follows the redirect to the short-lived signed URL)."""
     from cli.commands import calls

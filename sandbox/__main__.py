@@ -28,9 +28,9 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser for both sub-commands."""
-    parser = _OneLineParser(prog="python -m sandbox", description="Simulated Vapi workspace.")
+def build_parser(prog: str = "python -m sandbox") -> argparse.ArgumentParser:
+    """The argparse parser for both sub-commands (``prog``: how help and errors name the program)."""
+    parser = _OneLineParser(prog=prog, description="Simulated Vapi workspace.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve REST + MCP over HTTP until Ctrl-C")
     serve_cmd.add_argument("--host", default=DEFAULT_HOST)
@@ -69,9 +69,9 @@ def write_truth(ns: argparse.Namespace, config: SandboxConfig) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code (2 on bad options)."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m sandbox") -> int:
+    """Entry point; returns the process exit code (2 on bad options). ``vapi-agent sandbox`` passes its name."""
+    parser = build_parser(prog)
     try:
         ns = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a bad flag (already reported on one line)

@@ -28,7 +28,7 @@ PACKAGES = ("cli", "workflows", "agent", "sandbox")
 # The library's foundation: small modules every part of agent/ may use (errors, settings, secrets,
 # paths, time, files, counters, the access policy). They import only each other.
 AGENT_FOUNDATION = {"agent", "agent.errors", "agent.redact", "agent.paths", "agent.timeparse", "agent.files",
-                    "agent.usage", "agent.policy", "agent.config", "agent.inflight"}
+                    "agent.display", "agent.usage", "agent.policy", "agent.config", "agent.inflight"}
 
 # Where each part may import from; a module belongs to the longest part that prefixes it, and a part
 # may always import from itself.

@@ -18,9 +18,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from agent.config import Settings
+from agent.ratelimit.transport import RateLimitAwareTransport
 from agent.runtime import open_runtime
 from sandbox.app import Sandbox
 from sandbox.world.config import SandboxConfig
@@ -116,15 +118,26 @@ async def test_qa_grade_with_every_recording_survives_sessions_ending_every_7_re
 def test_ask_parallel_tool_calls_survive_a_session_ending_mid_batch(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], endpoint: Endpoint,
         fake: ScriptedOpenAI, serve_sandbox: Any) -> None:
-    # initialize, notifications/initialized and tools/list take the session to 2 of 4 requests: the
-    # third call of the batch meets the 404 (at the latest), and the second batch starts on a new one.
-    sandbox = serve_sandbox(calls=50, latency=0.2, session_requests=4)
-    support = next(a["id"] for a in sandbox.workspace.list_objects("assistants") if a["name"] == "Support")
+    # Sessions end every 7 requests, as in the qa-grade test. notifications/initialized and tools/list
+    # count 2 of a session's 7 (initialize opens it): the first batch of 6 calls meets the first end,
+    # its last call is re-sent on the second session (which lists the tools again: 3 of 7), and the
+    # second batch of 6 meets the second end (4 calls on, 2 re-sent on a third session).
+    sandbox = serve_sandbox(calls=50, latency=0.2, session_requests=7)
+    assistants = [a["id"] for a in sandbox.workspace.list_objects("assistants")]
+    # Six kinds of read, each twice with other arguments (few routes: the SDK validation of what is
+    # served builds a model per route, which takes seconds).
     first = [ToolCall("list_all_vapi_phone_numbers", {"limit": 10}),
-             ToolCall("get_single_vapi_assistant_by_id", {"id": support}),
+             ToolCall("get_single_vapi_assistant_by_id", {"id": assistants[0]}),
              ToolCall("list_all_vapi_observability_scorecards", {}),
-             ToolCall("list_all_vapi_squads", {})]
-    second = [ToolCall("list_all_vapi_assistants", {"limit": 5}), ToolCall("list_all_vapi_tools", {})]
+             ToolCall("list_all_vapi_squads", {}),
+             ToolCall("list_all_vapi_assistants", {"limit": 5}),
+             ToolCall("list_all_vapi_tools", {})]
+    second = [ToolCall("list_all_vapi_phone_numbers", {"limit": 2}),
+              ToolCall("get_single_vapi_assistant_by_id", {"id": assistants[1]}),
+              ToolCall("list_all_vapi_observability_scorecards", {"limit": 3}),
+              ToolCall("list_all_vapi_squads", {"limit": 2}),
+              ToolCall("list_all_vapi_assistants", {"limit": 3}),
+              ToolCall("list_all_vapi_tools", {"limit": 4})]
     fake.add(Turn.calls(*first), Turn.calls(*second), Turn.text("Here is the overview."))
 
     run = make_runner(monkeypatch, capsys, endpoint, sandbox)("ask", "--json", "overview of everything")
@@ -229,3 +242,57 @@ async def test_qa_grade_over_a_stdio_server_that_dies_once(tmp_path: Path) -> No
     assert marker.exists() and len({d["pid"] for d in done}) == 2
     keys = [(d["tool"], json.dumps(d["arguments"], sort_keys=True)) for d in done]
     assert len(keys) == len(set(keys))
+
+
+# ---------------------------------------------------------------- legacy SSE: a session the server forgot
+async def test_a_legacy_sse_session_the_server_forgot_is_opened_again() -> None:
+    """The HTTP+SSE transport keys its session by the ``session_id`` query parameter: a server that
+    forgets one (restarted, expired) answers 404 to its POSTs. The client opens a new event stream
+    and sends the refused request again; the tool ran once per call."""
+    import logging
+
+    from mcp.server import MCPServer
+    from starlette.types import Receive, Scope, Send
+
+    from agent.mcp.connection import Connection
+    from agent.mcp.servers import ServerSpec
+    from tests.openai_fake import serve_app
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    server = MCPServer("sse-forgetful", version="1.0")
+    root.handlers[:], root.level = handlers, level  # MCPServer configures root logging when nothing has
+    ran: list[str] = []
+
+    @server.tool()
+    def get_echo(text: str) -> str:
+        """Return the text unchanged."""
+        ran.append(text)
+        return text
+
+    app = server.sse_app()
+    forgotten: set[str] = set()
+    posts: list[str] = []
+
+    async def forgetful(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            session = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if "=" in p)
+            sid = session.get("session_id", "")
+            posts.append(sid)
+            if len(posts) == 5:  # initialize, initialized, tools/list, a call: then the server forgets
+                forgotten.add(sid)
+            if sid in forgotten:
+                await send({"type": "http.response.start", "status": 404, "headers": []})
+                await send({"type": "http.response.body", "body": b"Could not find session"})
+                return
+        await app(scope, receive, send)
+
+    with serve_app(forgetful) as origin:
+        spec = ServerSpec(name="forgetful", transport="sse", url=f"{origin}/sse")
+        async with Connection(spec, http_client_factory=lambda s: httpx2.AsyncClient(
+                transport=RateLimitAwareTransport(), headers=s.headers)) as conn:
+            await conn.list_tools()
+            answers = [(await conn.call("get_echo", {"text": t})).text for t in ("one", "two", "three")]
+            assert conn.generation == 2
+    assert answers == ["one", "two", "three"] and ran == ["one", "two", "three"]
+    assert len(set(posts)) == 2 and len(forgotten) == 1

@@ -62,11 +62,15 @@ class SquadResult:
         return {"squad": squad, "body": self.body, "dry_run": self.dry_run}
 
 
-async def build_body(rt: Runtime, params: SquadParams) -> dict[str, Any]:
-    """Resolve members and routes into a ``POST /squad`` body; unresolvable names fail before sending."""
+async def resolve_members(rt: Runtime, params: SquadParams) -> list[dict[str, Any]]:
+    """The member assistants, in ``--member`` order (by id, exact name or id prefix)."""
     if not params.members:
         raise ConfigError("a squad needs at least one --member")
-    members = [await rt.vapi.resolve_assistant(m) for m in params.members]
+    return [await rt.vapi.resolve_assistant(m) for m in params.members]
+
+
+def build_body(params: SquadParams, members: list[dict[str, Any]]) -> dict[str, Any]:
+    """Members and routes as a ``POST /squad`` body; a route naming a non-member fails before sending."""
     ids = [m["id"] for m in members]
     if len(set(ids)) != len(ids):
         raise ConfigError("the same assistant is listed twice as a member")
@@ -97,9 +101,10 @@ async def build_body(rt: Runtime, params: SquadParams) -> dict[str, Any]:
 async def create(rt: Runtime, params: SquadParams, *, show_plan: Any = None) -> SquadResult:
     """``squad create``: resolve, show, create once through the gate (reconciled on ambiguity)."""
     rt.vapi.require_workflow("squad")
-    body = await build_body(rt, params)
+    members = await resolve_members(rt, params)
+    body = build_body(params, members)
     if show_plan is not None:
-        show_plan(body)
+        show_plan(body, {str(m["id"]): str(m.get("name") or "") for m in members})
     if params.dry_run:
         return SquadResult(body, None, True)
 

@@ -34,6 +34,11 @@ re-raises it (exit 1); it is never "may have been applied". A 2xx answer to a re
 JSON-RPC (truncated or non-JSON-RPC JSON, an HTML page, an event stream without a valid message) is
 ``HTTP_MALFORMED``, one line naming what came back (content type, size, first characters).
 
+Legacy HTTP+SSE sessions read every answer from their event stream, and the SDK's writer stops at the
+first failed POST (every later request of the session would wait out its timeout). So for a POST of
+such a session the error answer is added to the session's stream (``_LegacyEventStream``, which
+learns the session id from the ``endpoint`` event) and the POST itself is accepted with 202.
+
 Whether a request is a write: ``with write_intent(True): await client.call_tool(...)`` (a
 ContextVar; mcp sends each POST from a task started in the caller's context, so it is visible here).
 Without it, an MCP ``tools/call`` counts as a write (its effect is unknown) and other MCP methods as
@@ -42,12 +47,13 @@ reads; a non-MCP request is a write unless its method is GET, HEAD or OPTIONS.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -226,6 +232,8 @@ class RateLimitAwareTransport(httpx2.AsyncBaseTransport):
         self.inner = inner if inner is not None else httpx2.AsyncHTTPTransport()
         self.on_response = on_response
         self.clock = clock
+        # Legacy HTTP+SSE sessions whose event stream passes through here: session id -> events to add.
+        self._legacy_sessions: dict[str, asyncio.Queue[bytes]] = {}
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """Forward ``request``; convert failures of a JSON-RPC POST into a JSON-RPC error answer."""
@@ -238,19 +246,31 @@ class RateLimitAwareTransport(httpx2.AsyncBaseTransport):
             if rpc_id is _NOT_JSONRPC:
                 raise
             # Raising here would tear down mcp's whole connection; an error answer fails one call.
-            return _exception_answer(request, rpc_id, exc)
+            return self._on_stream(request, _exception_answer(request, rpc_id, exc))
         except Exception as exc:
             if rpc_id is _NOT_JSONRPC:
                 raise
-            return _internal_answer(request, rpc_id, exc)
+            return self._on_stream(request, _internal_answer(request, rpc_id, exc))
         _notify(self.on_response, request, response, self.clock())
         if rpc_id is _NOT_JSONRPC:
+            if request.method.upper() == "GET" and _is_event_stream(response) and response.status_code < 300:
+                return _LegacyEventStream.wrap(response, request, self._legacy_sessions)
             return response
         if response.status_code >= 400:
-            return await _status_answer(request, rpc_id, response)
+            return self._on_stream(request, await _status_answer(request, rpc_id, response))
         if rpc_id is _NOTIFICATION or response.status_code == 202:
             return response
-        return await _checked_answer(request, rpc_id, response)
+        return self._on_stream(request, await _checked_answer(request, rpc_id, response))
+
+    def _on_stream(self, request: httpx2.Request, answer: httpx2.Response) -> httpx2.Response:
+        """For a POST of a legacy HTTP+SSE session, deliver an error ``answer`` on the session's event
+        stream and accept the POST (202): the legacy client reads answers only from the stream, and a
+        failed POST would end its writer, leaving every later request of the session unanswered."""
+        queue = self._legacy_sessions.get(request.url.params.get("session_id", ""))
+        if queue is None or answer.status_code < 400:
+            return answer
+        queue.put_nowait(_encode_event("message", answer.content.decode(), None, None))
+        return httpx2.Response(202, request=request)
 
     async def aclose(self) -> None:
         """Close the inner transport."""
@@ -455,6 +475,77 @@ class _CheckedEventStream(httpx2.AsyncByteStream):
             "data": {"status": None, "kind": "malformed", "upstream": display_name(self.request.url),
                      "is_write": request_is_write(self.request), "sent": True}}}
         yield _encode_event("message", json.dumps(error), None, None)
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+def _is_event_stream(response: httpx2.Response) -> bool:
+    return response.headers.get("content-type", "").split(";")[0].strip().lower() == "text/event-stream"
+
+
+class _LegacyEventStream(httpx2.AsyncByteStream):
+    """The event stream of a legacy HTTP+SSE session, with our own events merged in.
+
+    Its ``endpoint`` event names the session (``...?session_id=X``); from then on, error answers to
+    that session's failed POSTs (``RateLimitAwareTransport._on_stream``) are added to the stream as
+    JSON-RPC ``message`` events, which is where the legacy client waits for every answer. Other
+    streams (a Streamable HTTP GET) have no ``endpoint`` event and pass through unchanged in meaning.
+    """
+
+    def __init__(self, response: httpx2.Response, request: httpx2.Request,
+                 sessions: dict[str, asyncio.Queue[bytes]]) -> None:
+        self.response = response
+        self.request = request
+        self.sessions = sessions
+        self.session: str | None = None
+        self.added: asyncio.Queue[bytes] = asyncio.Queue()
+
+    @classmethod
+    def wrap(cls, response: httpx2.Response, request: httpx2.Request,
+             sessions: dict[str, asyncio.Queue[bytes]]) -> httpx2.Response:
+        """The same answer, its body read through a ``_LegacyEventStream``."""
+        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _DROP_ON_REBUILD]
+        return httpx2.Response(response.status_code, headers=headers, stream=cls(response, request, sessions),
+                               request=request, extensions={k: v for k, v in response.extensions.items()
+                                                            if k in ("http_version", "reason_phrase")})
+
+    async def _upstream(self) -> AsyncGenerator[bytes, None]:
+        raw = httpx2.Response(self.response.status_code, headers=[
+            (k, v) for k, v in self.response.headers.multi_items() if k.lower() not in _DROP_ON_REBUILD],
+            stream=_Iterated(self.response.aiter_bytes()), request=self.request)
+        async for event in httpx2.EventSource(raw, max_event_size=None):
+            if event.event == "endpoint" and self.session is None:
+                session = httpx2.URL(event.data.strip()).params.get("session_id")
+                if session:
+                    self.session = session
+                    self.sessions[session] = self.added
+            yield _encode_event(event.event, event.data, event.id, event.retry)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        upstream = self._upstream()
+        next_up: asyncio.Future[bytes] = asyncio.ensure_future(anext(upstream))
+        next_added: asyncio.Future[bytes] = asyncio.ensure_future(self.added.get())
+        try:
+            while True:
+                done, _ = await asyncio.wait({next_up, next_added}, return_when=asyncio.FIRST_COMPLETED)
+                if next_added in done:
+                    yield next_added.result()
+                    next_added = asyncio.ensure_future(self.added.get())
+                if next_up in done:
+                    try:
+                        chunk = next_up.result()
+                    except StopAsyncIteration:
+                        return
+                    yield chunk
+                    next_up = asyncio.ensure_future(anext(upstream))
+        finally:
+            if self.session is not None:
+                self.sessions.pop(self.session, None)
+            for pending in (next_up, next_added):
+                pending.cancel()
+            await asyncio.wait({next_up, next_added})  # a generator still running cannot be closed
+            await upstream.aclose()
 
     async def aclose(self) -> None:
         await self.response.aclose()

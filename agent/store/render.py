@@ -9,6 +9,7 @@ import json
 import shlex
 from typing import Any
 
+from agent.display import clip_words
 from agent.store.records import RunRecord
 from agent.store.timeutil import format_seconds, from_iso
 
@@ -18,8 +19,7 @@ ARGUMENTS_WIDTH = 160
 
 
 def _clip(value: str, width: int) -> str:
-    flat = " ".join(value.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+    return clip_words(value, width)
 
 
 def _started(iso: str) -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from pathlib import Path
 
-from agent.errors import ConfigError
+from agent.display import ID, NUMBER, TEXT, WHOLE, Column, byte_size, console, fit_table
+from agent.errors import ConfigError, UpstreamError
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -31,38 +32,60 @@ def calls_list_body(assistant: str, since: str | None, limit: int) -> Body:
     return body
 
 
-def calls_list_render(outcome: Outcome, ctx: CommandContext) -> None:
-    """A table of calls."""
-    from rich.console import Console
-    from rich.table import Table
+CALL_COLUMNS = (
+    Column("id", ID, keep=100),
+    Column("status", WHOLE, keep=50),
+    Column("ended reason", TEXT, keep=60, min_width=12),
+    Column("started (UTC)", WHOLE, keep=80),
+    Column("cost", NUMBER, keep=70),
+)
 
-    table = Table(title=f"calls of {outcome.result['assistant']['name']}")
-    for column in ("id", "status", "ended", "started", "cost"):
-        table.add_column(column)
-    for call in outcome.result["calls"]:
-        table.add_row(call["id"], str(call["status"]), str(call["endedReason"] or ""), str(call["startedAt"] or ""),
-                      "" if call["cost"] is None else f"${call['cost']:.4f}")
-    Console().print(table)
+
+def calls_list_render(outcome: Outcome, ctx: CommandContext) -> None:
+    """A table of calls that fits the terminal (ids whole, or as prefixes `calls recording` accepts)."""
+    out = console()
+    rows = [[call["id"], call["status"], call["endedReason"], _utc_seconds(call["startedAt"]),
+             "" if call["cost"] is None else f"${call['cost']:,.4f}"] for call in outcome.result["calls"]]
+    out.print(fit_table(CALL_COLUMNS, rows, out.width, title=f"calls of {outcome.result['assistant']['name']}"))
+
+
+def _utc_seconds(iso: str | None) -> str:
+    """``2026-12-05T19:03:12.345Z`` -> ``2026-12-05 19:03:12`` (the column header says UTC)."""
+    return "" if not iso else str(iso).replace("T", " ")[:19]
 
 
 def calls_recording_body(call_id: str, kind: str, out: str | None) -> Body:
-    """``calls recording ID [--kind mono] [--out FILE]``: download through the 302, atomically."""
+    """``calls recording ID [--kind mono] [--out FILE|DIR]``: download through the 302, atomically.
+
+    ``ID`` may be a unique prefix; ``--out`` a folder (the default name goes inside) or a file
+    (replaced atomically). Where it goes is checked before any request is sent.
+    """
 
     async def body(ctx: CommandContext) -> Outcome:
+        from agent.files import output_file
         from agent.media import download_recording
         from agent.runtime import open_runtime
 
         kinds = ("mono", "stereo", "customer", "assistant", "video")
         if kind not in kinds:
             raise ConfigError(f"--kind {kind!r} is not one of {', '.join(kinds)}")
-        dest = Path(out or f"{call_id}-{kind}.{'mp4' if kind == 'video' else 'wav'}")
+        extension = "mp4" if kind == "video" else "wav"
+        output_file(out or "./", f"{call_id}-{kind}.{extension}", option="--out")  # fail before any request
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, store=None) as rt:
+            full_id = str((await rt.vapi.resolve_id("call", call_id))["id"])
+            if not _SAFE_NAME.fullmatch(full_id):
+                raise UpstreamError(f"the server's call id {full_id[:80]!r} cannot be part of a file name",
+                                    hint="give --out FILE")
+            dest = output_file(out or "./", f"{full_id}-{kind}.{extension}", option="--out")
             progress = _byte_progress(rt.show_progress)
-            saved = await download_recording(lambda: rt.vapi.recording_link(call_id, kind), dest, rt.media_http,
+            saved = await download_recording(lambda: rt.vapi.recording_link(full_id, kind), dest, rt.media_http,
                                              progress=progress)
-        return Outcome(result=saved.to_dict())
+        return Outcome(result={**saved.to_dict(), "call_id": full_id})
 
     return body
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def _byte_progress(show: bool) -> Callable[[int, int | None], None] | None:
@@ -86,4 +109,4 @@ def recording_render(outcome: Outcome, ctx: CommandContext) -> None:
     """One line: where it went, size, duration, sha256."""
     r = outcome.result
     duration = f", {r['duration_seconds']:.1f} s" if r.get("duration_seconds") else ""
-    print(f"saved {r['path']} ({r['bytes']} bytes{duration}, sha256 {r['sha256'][:16]}…)")
+    print(f"saved {r['path']} ({byte_size(r['bytes'])}{duration}, sha256 {r['sha256'][:16]}…)")

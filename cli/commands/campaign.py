@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.display import ID, NUMBER, TEXT, WHOLE, Column, console, fit_table
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -79,22 +80,30 @@ def campaign_list_body() -> Body:
     return body
 
 
-def campaign_list_render(outcome: Outcome, ctx: CommandContext) -> None:
-    """A table of campaigns."""
-    from rich.console import Console
-    from rich.table import Table
+CAMPAIGN_COLUMNS = (
+    Column("id", ID, keep=100),
+    Column("name", TEXT, keep=90, min_width=12),
+    Column("status", WHOLE, keep=80),
+    Column("ended", NUMBER, keep=70),
+    Column("customers", NUMBER, keep=60),
+    Column("created (UTC)", WHOLE, keep=40),
+)
 
-    table = Table(title="campaigns")
-    for column in ("id", "name", "status", "ended", "customers", "created"):
-        table.add_column(column)
-    for c in outcome.result["campaigns"]:
-        table.add_row(str(c["id"]), str(c["name"]), str(c["status"]), str(c["callsCounterEnded"]),
-                      str(c["customers"]), str(c["created_at"] or ""))
-    Console().print(table)
+
+def campaign_list_render(outcome: Outcome, ctx: CommandContext) -> None:
+    """A table of campaigns that fits the terminal (ids whole, or as prefixes every command accepts)."""
+    out = console()
+    rows = [[c["id"], c["name"], c["status"], f"{c['callsCounterEnded']:,}", f"{c['customers']:,}",
+             str(c["created_at"] or "").replace("T", " ")[:19]] for c in outcome.result["campaigns"]]
+    out.print(fit_table(CAMPAIGN_COLUMNS, rows, out.width, title="campaigns"))
 
 
 def campaign_status_body(campaign_id: str, watch: bool, interval: float) -> Body:
-    """``campaign status ID [--watch]``: counters; with --watch, follow it to its end."""
+    """``campaign status ID [--watch]``: counters; with --watch, follow it to its end.
+
+    On a terminal --watch shows a progress bar; elsewhere (a log file, CI) it prints one line on
+    stderr each time the status or a counter changes, and a final line when the campaign ends.
+    """
 
     async def body(ctx: CommandContext) -> Outcome:
         import asyncio
@@ -104,28 +113,57 @@ def campaign_status_body(campaign_id: str, watch: bool, interval: float) -> Body
         from workflows.steps import ProgressBar
 
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, store=None) as rt:
-            current = await status(rt, campaign_id)
+            current = await status(rt, campaign_id)  # the id, or a unique prefix of it
+            full_id = str(current.get("id") or campaign_id)
+            lines = watch and not rt.show_progress
+            last: tuple[Any, ...] | None = None
             with ProgressBar(rt.show_progress and watch, "campaign") as bar:
                 while watch and not is_final(current):
                     shown = counters(current)
                     bar.update(total=shown["customers"] or None, completed=shown["callsCounterEnded"],
                                description=f"{current.get('status')}: {shown['callsCounterInProgress']} in progress")
+                    if lines and (current.get("status"), shown) != last:
+                        ctx.notice(_watch_line(current))
+                        last = (current.get("status"), shown)
                     await asyncio.sleep(interval)
-                    current = await status(rt, campaign_id)
+                    current = await status(rt, full_id)
+            if lines:
+                ctx.notice(_watch_line(current, final=True))
         return Outcome(result={"id": current.get("id"), "name": current.get("name"), "status": current.get("status"),
                                "ended_reason": current.get("endedReason"), "counters": counters(current)})
 
     return body
 
 
+def _watch_line(campaign: dict[str, Any], *, final: bool = False) -> str:
+    """One progress line of ``--watch`` off a terminal: UTC time, status, counters."""
+    from datetime import UTC, datetime
+
+    from agent.display import terminal_text
+    from workflows.campaign.lifecycle import counters
+
+    c = counters(campaign)
+    state = terminal_text(campaign.get("status"))
+    if final and campaign.get("endedReason"):
+        state += f" ({terminal_text(campaign['endedReason'])})"
+    return (f"{datetime.now(tz=UTC):%H:%M:%SZ} {'final: ' if final else ''}{state}: "
+            f"{_counter_text(c)}")
+
+
+def _counter_text(c: dict[str, int]) -> str:
+    return (f"scheduled {c['callsCounterScheduled']}, queued {c['callsCounterQueued']}, in progress "
+            f"{c['callsCounterInProgress']}, ended {c['callsCounterEnded']} (voicemail "
+            f"{c['callsCounterEndedVoicemail']}) of {c['customers']} customers")
+
+
 def campaign_status_render(outcome: Outcome, ctx: CommandContext) -> None:
     """Status and counters."""
+    from agent.display import terminal_text
+
     r = outcome.result
-    c = r["counters"]
-    print(f"{r['name']} ({r['id']}): {r['status']}" + (f", {r['ended_reason']}" if r["ended_reason"] else ""))
-    print(f"  scheduled {c['callsCounterScheduled']}, queued {c['callsCounterQueued']}, in progress "
-          f"{c['callsCounterInProgress']}, ended {c['callsCounterEnded']} (voicemail "
-          f"{c['callsCounterEndedVoicemail']}) of {c['customers']} customers")
+    reason = f", {r['ended_reason']}" if r["ended_reason"] else ""
+    print(terminal_text(f"{r['name']} ({r['id']}): {r['status']}{reason}"))
+    print(f"  {_counter_text(r['counters'])}")
 
 
 def campaign_cancel_body(campaign_id: str) -> Body:

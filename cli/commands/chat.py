@@ -85,15 +85,19 @@ def assistant_chat_body(options: AssistantChatOptions, *, sandbox: Any = None, o
 
     async def body(ctx: CommandContext) -> Outcome:
         from agent.assistant_chat import DELTA, AssistantChat, ChatEvent, ChatReply
+        from agent.display import terminal_text
         from agent.runtime import open_runtime
 
         show = not ctx.settings.json
+        streamed: list[str] = []  # what this turn printed as it arrived
 
         def printer(event: ChatEvent) -> None:
             if on_event is not None:
                 on_event(event)
             if show and event.type == DELTA:
-                print(event.data.get("delta", ""), end="", flush=True)
+                delta = terminal_text(str(event.data.get("delta", "")), keep_newlines=True)
+                streamed.append(delta)
+                print(delta, end="", flush=True)
 
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, sandbox=sandbox, store=None,
                                 prompt=None) as rt:
@@ -104,9 +108,13 @@ def assistant_chat_body(options: AssistantChatOptions, *, sandbox: Any = None, o
             sent: list[str] = []
 
             async def one(message: str) -> None:
+                streamed.clear()
                 try:
-                    replies.append(await chat.send(message, printer))
+                    reply = await chat.send(message, printer)
+                    replies.append(reply)
                     sent.append(message)
+                    if show and not streamed:  # the reply arrived whole (the MCP route): print it now
+                        print(terminal_text(reply.text, keep_newlines=True), end="")
                 finally:
                     if show:
                         print(flush=True)  # end the streamed line, also after a dropped stream

@@ -12,8 +12,10 @@ def config_show_body() -> Body:
 
     async def body(ctx: CommandContext) -> Outcome:
         from agent.config import config_path
+        from cli.commands.doctor import model_summary
 
-        return Outcome(result={"config_file": str(config_path()), "settings": ctx.settings.redacted()})
+        return Outcome(result={"config_file": str(config_path()), "settings": ctx.settings.redacted(),
+                               "model": model_summary(ctx.settings)})  # the same words `doctor` prints
 
     return body
 

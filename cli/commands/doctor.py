@@ -25,7 +25,7 @@ def doctor_body() -> Body:
                 missing = rt.vapi.missing_for(workflow)
                 matrix[workflow] = {"supported": not missing, "missing": missing}
         result = {"servers": servers, "tool_count": sum(s["tools"] for s in servers), "workflows": matrix,
-                  "model": {"configured": ctx.settings.has_model, "name": ctx.settings.effective_model}}
+                  "model": model_summary(ctx.settings)}
         return Outcome(result=result)
 
     return body
@@ -44,5 +44,18 @@ def doctor_render(outcome: Outcome, ctx: CommandContext) -> None:
             console.print(f"  [green]✓[/green] {workflow}")
         else:
             console.print(f"  [red]✗[/red] {workflow}: " + "; ".join(f"{k} ({v})" for k, v in info["missing"].items()))
-    model = outcome.result["model"]
-    console.print(f"model: {model['name'] if model['configured'] else 'not configured (set OPENAI_API_KEY)'}")
+    console.print(f"model: {outcome.result['model']['summary']}", highlight=False, soft_wrap=True)
+
+
+def model_summary(settings: Any) -> dict[str, Any]:
+    """The effective model as `doctor` and `config show` both name it: its name, where it was set, and
+    whether an endpoint is configured to call it."""
+    from agent.redact import redact
+
+    name = settings.effective_model
+    endpoint = redact(settings.openai_base_url) if settings.openai_base_url else (
+        "OpenAI" if settings.openai_api_key else None)
+    where = f"at {endpoint}" if endpoint else "not configured: set OPENAI_API_KEY, or OPENAI_BASE_URL"
+    default = " (the default)" if settings.model is None else ""
+    return {"name": name, "configured": settings.has_model, "endpoint": endpoint,
+            "summary": f"{name}{default}, {where}"}

@@ -26,17 +26,15 @@ def logs_render(outcome: Outcome, ctx: CommandContext) -> None:
     if "run" in outcome.result:
         print(json.dumps(outcome.result["run"], indent=2, ensure_ascii=False, default=str))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from agent.display import ID, NUMBER, TEXT, WHOLE, Column, console, fit_table
 
-    from agent.store import RUNS_TABLE_COLUMNS
-
-    table = Table(title="recent runs")
-    for column in RUNS_TABLE_COLUMNS:
-        table.add_column(column)
-    for row in outcome.result["runs"]:
-        table.add_row(*(str(row.get(c, "")) for c in RUNS_TABLE_COLUMNS))
-    Console().print(table)
+    columns = {"id": Column("id", ID, keep=100), "started": Column("started", WHOLE, keep=80),
+               "workflow": Column("workflow", WHOLE, keep=45), "status": Column("status", WHOLE, keep=85),
+               "duration": Column("duration", NUMBER, keep=40), "tools": Column("tools", NUMBER, keep=30),
+               "cost": Column("cost", NUMBER, keep=35), "summary": Column("summary", TEXT, keep=60, min_width=16)}
+    out = console()
+    rows = [[row.get(name, "") for name in columns] for row in outcome.result["runs"]]
+    out.print(fit_table(list(columns.values()), rows, out.width, title="recent runs"))
 
 
 def prune_body(older_than: str) -> Body:

@@ -32,13 +32,9 @@ def report_body(params: dict[str, Any], *, sandbox: Any = None) -> Body:
 
 
 def report_render(outcome: Outcome, ctx: CommandContext) -> None:
-    """Rich tables on a terminal; off a terminal (cron logs) the same tables, wide enough to stay readable."""
-    from rich.console import Console
-
+    """Tables fitted to the terminal; off a terminal (cron logs) 160 columns wide, or ``$COLUMNS``."""
+    from agent.display import console
     from workflows.report.render import render_terminal
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)
-    render_terminal(outcome.result, console)
+    render_terminal(outcome.result, console())
 

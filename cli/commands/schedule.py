@@ -57,20 +57,19 @@ def schedule_list_body() -> Body:
 
 
 def schedule_list_render(outcome: Outcome, ctx: CommandContext) -> None:
-    """A table of entries."""
-    from rich.console import Console
-    from rich.table import Table
+    """A table of entries that fits the terminal (the command cut at a word when it must be)."""
+    from agent.display import TEXT, WHOLE, Column, console, fit_table
 
-    table = Table(title="schedules")
-    for column in ("name", "cron", "command"):
-        table.add_column(column)
-    table.add_column("next run", no_wrap=True)
-    table.add_column("crontab", no_wrap=True)
+    columns = (Column("name", WHOLE, keep=100), Column("cron", WHOLE, keep=90),
+               Column("command", TEXT, keep=70, min_width=20), Column("next run", WHOLE, keep=80),
+               Column("crontab", WHOLE, keep=60))
+    rows = []
     for row in outcome.result["schedules"]:
         crontab = "local only" if row["local_only"] else {True: "yes", False: "MISSING", None: "-"}[row["in_crontab"]]
-        next_run = row["next_run"][:16] if row["next_run"] else "never"
-        table.add_row(row["name"], row["cron"], row["command"], next_run, crontab)
-    Console().print(table)
+        next_run = row["next_run"][:16].replace("T", " ") if row["next_run"] else "never"
+        rows.append([row["name"], row["cron"], row["command"], next_run, crontab])
+    out = console()
+    out.print(fit_table(columns, rows, out.width, title="schedules"))
 
 
 def schedule_remove_body(name: str, use_crontab: bool) -> Body:

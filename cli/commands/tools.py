@@ -24,16 +24,14 @@ def tools_list_body() -> Body:
 
 
 def tools_list_render(outcome: Outcome, ctx: CommandContext) -> None:
-    """A table of tools."""
-    from rich.console import Console
-    from rich.table import Table
+    """A table of tools that fits the terminal: names whole, descriptions cut at a word."""
+    from agent.display import TEXT, WHOLE, Column, console, fit_table
 
-    table = Table(title=f"{outcome.result['count']} tools")
-    for column in ("name", "access", "server", "description"):
-        table.add_column(column, overflow="fold")
-    for tool in outcome.result["tools"]:
-        table.add_row(tool["name"], tool["access"], tool["server"], tool["description"][:80])
-    Console().print(table)
+    columns = (Column("name", WHOLE, keep=100), Column("access", WHOLE, keep=90),
+               Column("server", TEXT, keep=40, min_width=8), Column("description", TEXT, keep=60, min_width=12))
+    out = console()
+    rows = [[t["name"], t["access"], t["server"], t["description"]] for t in outcome.result["tools"]]
+    out.print(fit_table(columns, rows, out.width, title=f"{outcome.result['count']} tools"))
 
 
 MAX_ARGS_DEPTH = 32  # real tool arguments nest a few levels; deeper only exhausts the stack later on

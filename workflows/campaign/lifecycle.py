@@ -197,8 +197,8 @@ async def create(rt: Runtime, params: CampaignParams, *, show_plan: Any = None,
 
 
 async def status(rt: Runtime, campaign_id: str) -> dict[str, Any]:
-    """A campaign with its counters."""
-    return await rt.vapi.get("campaigns.get", campaign_id)
+    """A campaign with its counters (``campaign_id``: the id or a unique prefix of it)."""
+    return await rt.vapi.resolve_id("campaign", campaign_id)
 
 
 async def cancel(rt: Runtime, campaign_id: str) -> dict[str, Any]:
@@ -207,6 +207,7 @@ async def cancel(rt: Runtime, campaign_id: str) -> dict[str, Any]:
     if binding is None:
         rt.vapi.require_workflow("campaign")
         raise ConfigError("the server cannot update campaigns")
+    campaign_id = str((await rt.vapi.resolve_id("campaign", campaign_id))["id"])
     output = await rt.hub.call(binding[1].name, {"id": campaign_id, "status": "cancelled"}, at_least=Access.DESTRUCTIVE)
     output.raise_for_error()
     return output.data if isinstance(output.data, dict) else {"id": campaign_id, "status": "cancelled"}

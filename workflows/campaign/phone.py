@@ -1,10 +1,10 @@
-"""Find the phone number a campaign dials from: by id, E.164, exact name, or a description.
+"""Find the phone number a campaign dials from: by id, E.164, exact name, id prefix, or a description.
 
-Order: id; E.164 (the argument normalised in ``region``); exact name (case-insensitive); then a
-description such as "primary US toll-free": "toll-free" (or "local", "mobile") is the number type the
-phone library reports, never a hard-coded prefix; a region code ("US", "GB"...) is the number's
-region; any other word (e.g. "primary") must appear in the number's name. Ambiguity is exit 2 listing
-the choices.
+Order: id; E.164 (the argument normalised in ``region``); exact name (case-insensitive); a unique
+prefix of an id; then a description such as "primary US toll-free": "toll-free" (or "local",
+"mobile") is the number type the phone library reports, never a hard-coded prefix; a region code
+("US", "GB"...) is the number's region; any other word (e.g. "primary") must appear in the number's
+name. Ambiguity is exit 2 listing the choices.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from agent.errors import ConfigError
+from agent.vapi import by_id_prefix
 
 _TYPE_WORDS = {"toll-free": "TOLL_FREE", "tollfree": "TOLL_FREE", "local": "LOCAL", "mobile": "MOBILE",
                "landline": "LOCAL", "geographic": "LOCAL"}
@@ -66,6 +67,9 @@ def resolve_phone_number(query: str, numbers: list[dict[str, Any]], *, region: s
     exact = [n for n in numbers if str(n.get("name") or "").lower() == query.lower()]
     if exact:
         return _choose(exact, query, "name")
+    by_prefix = by_id_prefix(numbers, query, "phone number")
+    if by_prefix is not None:
+        return by_prefix
     words = re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", query.lower())
     wanted_types = {_TYPE_WORDS[w] for w in words if w in _TYPE_WORDS}
     import phonenumbers

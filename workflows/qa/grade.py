@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ConfigError, ToolError
+from agent.files import copy_atomically, output_folder
 from agent.media import download_recording
 from agent.runtime import Runtime
 from agent.timeparse import parse_duration
@@ -49,6 +50,8 @@ class QAParams:
             raise ConfigError(f"--recordings {self.recordings!r} is not one of {', '.join(RECORDING_CHOICES)}")
         if self.since is not None:
             parse_duration(self.since, option="--since")
+        if self.recordings != "none":
+            output_folder(self.recordings_dir, option="--recordings-dir")
 
 
 @dataclass
@@ -62,11 +65,17 @@ class QAResult:
     recommendations: list[dict[str, Any]]
     errors: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
-        """``partial`` when something was skipped or could not be done, else ``ok``."""
-        return "partial" if self.errors else "ok"
+        """``partial`` when something was skipped or could not be done, else ``ok``.
+
+        Some calls without a value for the metric are reported (``metric_missing``) but graded
+        runs stay ``ok``; when no call had a value nothing was graded, so the run is ``partial``.
+        """
+        partial = any(e["code"] != "metric_missing" or e["calls"] == e["of"] for e in self.errors)
+        return "partial" if partial else "ok"
 
     @property
     def failing(self) -> list[dict[str, Any]]:
@@ -82,7 +91,13 @@ class QAResult:
             "calls": [_public_call(c) for c in self.calls],
             "recommendations": self.recommendations,
             "notes": self.notes,
+            **({"files": self.files} if self.files else {}),  # only with --out
         }
+
+    @property
+    def missing_values(self) -> int:
+        """How many graded calls have no value for the metric (they were not graded)."""
+        return sum(1 for c in self.calls if c["value"] is None)
 
 
 def _public_call(entry: dict[str, Any]) -> dict[str, Any]:
@@ -112,10 +127,16 @@ def _job_key(assistant_id: str, metric: Metric, threshold: float) -> str:
 
 async def _grade_one(rt: Runtime, params: QAParams, assistant: dict[str, Any], metric: Metric,
                      call: dict[str, Any], result: QAResult, job: str) -> dict[str, Any]:
+    cached = None
     if rt.store is not None and not params.fresh:
         cached = rt.store.checkpoint_get(job, call["id"])
-        if cached is not None and _checkpoint_usable(cached, params):
-            return dict(cached["entry"])
+        if cached is not None and _checkpoint_usable(cached):
+            reused: dict[str, Any] = dict(cached["entry"])
+            recording = await _recording_for(rt, params, call, reused)
+            if recording != reused.get("recording"):
+                reused["recording"] = recording
+                rt.store.checkpoint_put(job, call["id"], {**cached, "entry": reused})
+            return reused
     if not (call.get("artifact") or {}).get("messages") and rt.vapi.supports("calls.get"):
         call = await rt.vapi.get_call(call["id"])  # some servers list calls without artifacts
     value = metric.value(call)
@@ -126,8 +147,8 @@ async def _grade_one(rt: Runtime, params: QAParams, assistant: dict[str, Any], m
     }
     if value is None:
         entry["notes"].append(f"the call has no {metric.name} value")
-    if params.recordings == "all" or (params.recordings == "failing" and failed):
-        entry["recording"] = await _fetch_recording(rt, params, call, entry)
+    earlier = ((cached or {}).get("entry") or {}).get("recording")  # graded again (now analysed): keep its file
+    entry["recording"] = await _recording_for(rt, params, call, {**entry, "recording": earlier})
     analysed = False
     if failed and rt.model is not None:
         analysis = await analyse_call(rt.model, call, assistant, metric.name, value, params.threshold)
@@ -145,18 +166,58 @@ async def _grade_one(rt: Runtime, params: QAParams, assistant: dict[str, Any], m
     return entry
 
 
-def _checkpoint_usable(cached: dict[str, Any], params: QAParams) -> bool:
+def _checkpoint_usable(cached: dict[str, Any]) -> bool:
+    """A finished call is reused, except a failing one that was not analysed (a model may be configured now)."""
     entry = cached.get("entry") or {}
-    if entry.get("failed") and not cached.get("analysed"):
-        return False  # analyse it now (a model may have been configured since)
-    wanted = params.recordings == "all" or (params.recordings == "failing" and entry.get("failed"))
-    recording = entry.get("recording")
-    return not wanted or (recording is not None and Path(recording["path"]).exists())
+    return not (entry.get("failed") and not cached.get("analysed"))
+
+
+def _wants_recording(params: QAParams, failed: bool) -> bool:
+    return params.recordings == "all" or (params.recordings == "failing" and failed)
+
+
+async def _recording_for(rt: Runtime, params: QAParams, call: dict[str, Any],
+                         entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The recording of a call; one an earlier run saved (``entry["recording"]``) counts only while intact.
+
+    When this run wants it: kept where it is when that is the current ``--recordings-dir``, copied
+    into a new one when the old file is intact (no download), downloaded again otherwise.
+    """
+    recording: dict[str, Any] | None = entry.get("recording")
+    if recording is not None and not _file_matches(Path(recording["path"]), recording["sha256"]):
+        recording = None  # moved, deleted or changed since: never reported
+    if not _wants_recording(params, bool(entry.get("failed"))):
+        return recording
+    dest = _recording_path(params, call)
+    if recording is None:
+        return await _fetch_recording(rt, params, call, entry)
+    if Path(recording["path"]).resolve() != dest.resolve():
+        copy_atomically(Path(recording["path"]), dest)
+        return {**recording, "path": str(dest)}
+    return recording
+
+
+def _file_matches(path: Path, sha256: str) -> bool:
+    """True when ``path`` is a file whose SHA-256 is ``sha256``."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return False
+    return digest.hexdigest() == sha256
+
+
+def _recording_path(params: QAParams, call: dict[str, Any]) -> Path:
+    return Path(params.recordings_dir) / f"{call['id']}-mono.wav"
 
 
 async def _fetch_recording(rt: Runtime, params: QAParams, call: dict[str, Any],
                            entry: dict[str, Any]) -> dict[str, Any] | None:
-    dest = Path(params.recordings_dir) / f"{call['id']}-mono.wav"
+    dest = _recording_path(params, call)
     try:
         saved = await download_recording(lambda: rt.vapi.recording_link(call["id"], "mono"), dest, rt.media_http)
     except ToolError as exc:
@@ -178,6 +239,14 @@ def _merge_recommendations(entries: list[dict[str, Any]]) -> list[dict[str, Any]
             if entry["id"] not in slot["based_on"]:
                 slot["based_on"].append(entry["id"])
     return list(merged.values())
+
+
+def _metric_missing(result: QAResult) -> dict[str, Any]:
+    """The ``metric_missing`` error: calls without a value were not graded (so the run is partial)."""
+    missing, total, name = result.missing_values, len(result.calls), result.metric["name"]
+    message = (f"none of the {total} calls has a {name} value, so none was graded" if missing == total
+               else f"{missing} of {total} calls have no {name} value, so they were not graded")
+    return {"code": "metric_missing", "message": message, "calls": missing, "of": total, "metric": name}
 
 
 async def run(rt: Runtime, params: QAParams) -> QAResult:
@@ -209,6 +278,8 @@ async def run(rt: Runtime, params: QAParams) -> QAResult:
         entries = await gather_limited(calls, grade, limit=rt.concurrency)
     result.recommendations = _merge_recommendations(entries)
     result.calls = entries
+    if result.missing_values:
+        result.errors.append(_metric_missing(result))
     if rt.model is None and any(e["failed"] for e in entries):
         result.errors.append({
             "code": "analysis_skipped",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from rich.text import Text
+
+from agent.display import ID, NUMBER, WHOLE, Column, byte_size, fit_table, terminal_text
 from workflows.qa.grade import QAResult
 
 
@@ -48,35 +52,54 @@ def to_markdown(result: QAResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_terminal(result: QAResult, console: Any) -> None:
-    """A rich table of the calls, then the findings of failing calls."""
-    from rich.table import Table
+CALL_COLUMNS = (
+    Column("call", ID, keep=100),
+    Column("started (UTC)", WHOLE, keep=70),
+    Column("value", NUMBER, keep=90),
+    Column("failed", WHOLE, keep=80),
+    Column("recording", WHOLE, keep=30),
+)
 
-    table = Table(title=f"{result.assistant['name']}: {result.metric['name']} (threshold {result.threshold:g})")
-    for column in ("call", "started", "value", "failed", "recording"):
-        table.add_column(column)
+
+def render_terminal(result: QAResult, console: Any) -> None:
+    """A table of the calls that fits the terminal, then the findings of failing calls."""
+    rows, styles = [], []
     for call in result.calls:
-        recording = call["recording"]["path"] if call.get("recording") else "—"
-        table.add_row(call["id"][:8], str(call.get("started_at") or "")[:19], _value(call["value"]),
-                      "[red]yes[/red]" if call["failed"] else "no", recording)
-    console.print(table)
+        recording = Path(call["recording"]["path"]).name if call.get("recording") else "—"
+        rows.append([call["id"], str(call.get("started_at") or "").replace("T", " ")[:19], _value(call["value"]),
+                     "yes" if call["failed"] else "no", recording])
+        styles.append("red" if call["failed"] else None)
+    notes = []
+    if result.missing_values:
+        notes.append(f"{result.missing_values} of {len(result.calls)} calls have no {result.metric['name']} "
+                     "value (—): not graded")
+    folders = sorted({str(Path(c["recording"]["path"]).parent) for c in result.calls if c.get("recording")})
+    if folders:
+        notes.append(f"recording files are in {', '.join(f + '/' for f in folders)}")
+    title = f"{result.assistant['name']}: {result.metric['name']} (threshold {result.threshold:g})"
+    console.print(fit_table(CALL_COLUMNS, rows, console.width, title=title, row_styles=styles, notes=notes))
     skipped = any(e["code"] == "analysis_skipped" for e in result.errors)
     for call in result.failing:
         console.print(f"\n[bold]{call['id']}[/bold] ({_value(call['value'])})")
         if call.get("recording"):
             rec = call["recording"]
             length = f", {rec['duration_seconds']:.0f} s" if rec.get("duration_seconds") else ""
-            console.print(f"  recording: {rec['path']} ({rec['bytes']:,} bytes{length})")
+            where, size = f"  recording: {rec['path']}", f"({byte_size(rec['bytes'])}{length})"
+            fits = len(where) + 1 + len(size) <= console.width
+            console.print(Text(f"{where} {size}" if fits else f"{where}\n    {size}"), soft_wrap=True)
         if not call["findings"] and skipped:
             console.print("  [dim]not analysed: no model configured[/dim]")
         for finding in call["findings"]:
-            console.print(f"  {finding['at_seconds']:.1f}s “{finding['quote']}”\n    {finding['problem']}\n"
-                          f"    → {finding['recommendation']}")
+            console.print(Text(f"  {finding['at_seconds']:.1f}s “{terminal_text(finding['quote'])}”\n"
+                               f"    {terminal_text(finding['problem'])}\n"
+                               f"    → {terminal_text(finding['recommendation'])}"))
         for note in call.get("notes") or []:
-            console.print(f"  [dim]{note}[/dim]")
+            console.print(Text(f"  {terminal_text(note)}", style="dim"))
     if result.recommendations:
         console.print("\n[bold]Recommendations[/bold]")
         for rec in result.recommendations:
-            console.print(f"  • {rec['text']}")
+            console.print(Text(f"  • {terminal_text(rec['text'])}"))
     for note in result.notes:
-        console.print(f"[dim]{note}[/dim]")
+        console.print(Text(terminal_text(note), style="dim"))
+    for path in result.files:
+        console.print(Text(f"wrote {path}"), soft_wrap=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from agent.errors import ConfigError
+from agent.files import output_folder
 from workflows.report.window import parse_instant, parse_zone, resolve_window
 
 GROUP_BY = ("assistant", "endedReason", "squad")
@@ -66,6 +67,8 @@ class ReportParams:
         zone = parse_zone(self.tz)
         as_of = parse_instant(self.as_of, zone, option="--as-of") if self.as_of is not None else datetime.now(UTC)
         resolve_window(since=self.since, start=self.start, end=self.end, tz=self.tz, as_of=as_of)
+        if self.out is not None:
+            output_folder(self.out, option="--out")  # a folder we can write into, before any request
 
     def output_formats(self) -> tuple[str, ...]:
         """The formats to write: ``--format``, or every format when only ``--out`` is given."""

@@ -7,8 +7,8 @@
 2. get both periods' cubes from Vapi's analytics tool when the server has it and the grouping
    allows, else by paging the calls once (``workflows.report.pipeline.data``);
 3. build the pandas tables (``workflows.report.pipeline.tables``);
-4. write the requested formats into ``--out`` as ``report-YYYY-MM-DD.<ext>`` (the last local day the
-   window covers), all rendered in memory first and then renamed into place together, so a
+4. write the requested formats into ``--out`` as ``report-YYYY-MM-DD.<ext>`` (the day of
+   ``--as-of``, or of now, in ``--tz``), all rendered in memory first and then renamed into place together, so a
    deadline or an error never leaves a partial file. With ``--as-of`` every file is byte for byte
    the same on each run over the same data.
 """

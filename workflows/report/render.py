@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from agent.display import NUMBER, TEXT, WHOLE, Column, fit_table, terminal_text
 from agent.timeparse import iso_ms
 from workflows.report.result import ReportResult, records
 from workflows.report.tables import ALL_KEY
@@ -199,12 +200,30 @@ def _numeric(text: str) -> bool:
     return bool(_NUMERIC.match(text))
 
 
+def chart_period(result: ReportResult) -> Any:
+    """The charts' period: the span of local days, and which of its ends are partial days."""
+    from datetime import time
+
+    from workflows.report.charts import Period
+
+    window = result.window
+    days = window.days()
+    partial = set()
+    if window.start.astimezone(window.zone).time() != time(0):
+        partial.add(days[0])
+    if window.end.astimezone(window.zone).time() != time(0):
+        partial.add(days[-1])
+    span = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+    return Period(f"{span} ({window.tz})", frozenset(partial))
+
+
 def render_files(result: ReportResult, formats: tuple[str, ...]) -> dict[str, bytes]:
     """Every requested file's name and bytes, rendered in memory (nothing is written here)."""
     from workflows.report.charts import chart_pngs, report_png
 
     base = f"report-{result.report_date}"
     title = GROUP_TITLE[result.group_by]
+    period = chart_period(result)
     out: dict[str, bytes] = {}
     for fmt in formats:
         if fmt == "md":
@@ -214,9 +233,9 @@ def render_files(result: ReportResult, formats: tuple[str, ...]) -> dict[str, by
         elif fmt == "json":
             out[f"{base}.json"] = to_json(result).encode()
         elif fmt == "html":
-            out[f"{base}.html"] = to_html(result, chart_pngs(result.tables, title)).encode()
+            out[f"{base}.html"] = to_html(result, chart_pngs(result.tables, title, period)).encode()
         elif fmt == "png":
-            out[f"{base}.png"] = report_png(result.tables, title)
+            out[f"{base}.png"] = report_png(result.tables, title, period)
     return out
 
 
@@ -248,33 +267,49 @@ def write_all(folder: Path, contents: dict[str, bytes]) -> list[Path]:
 
 
 # ---------------------------------------------------------------- terminal
-def render_terminal(result: ReportResult, console: Any) -> None:
-    """Rich tables: the summary with changes, the cost breakdown, the worse groups, the ended-reason mix."""
-    from rich.table import Table
+# How much each column of the terminal tables is worth when the terminal is narrow (higher stays longer).
+_KEEP = {"group": 100, "calls": 95, "cost": 80, "cost/call": 90, "success": 88, "success Δ": 86, "cost/call Δ": 84,
+         "flag": 70, "minutes": 50, "avg s": 30, "prev calls": 40, "prev cost/call": 35, "prev success": 36,
+         "llm": 60, "stt": 50, "tts": 50, "vapi": 45, "transport": 40, "other": 30}
 
-    console.print(f"[bold]{_title(result)}[/bold]")
+
+def _columns(headers: list[str]) -> list[Column]:
+    columns = []
+    for header in headers:
+        if header == "group":
+            columns.append(Column(header, TEXT, keep=_KEEP[header], min_width=20))
+        elif header == "flag":
+            columns.append(Column(header, WHOLE, keep=_KEEP[header]))
+        else:
+            columns.append(Column(header, NUMBER, keep=_KEEP.get(header, 50)))
+    return columns
+
+
+def render_terminal(result: ReportResult, console: Any) -> None:
+    """The summary with changes, the cost breakdown and the ended-reason mix, fitted to the terminal."""
+    from rich.text import Text
+
+    console.print(Text(_title(result), style="bold"))
     for fact in _facts(result):
-        console.print(f"  {fact}")
+        console.print(Text(f"  {fact}"))
     for title, headers, rows in sections(result)[:2]:
-        table = Table(title=title, title_justify="left")
-        for i, header in enumerate(headers):
-            table.add_column(header, justify="left" if i in (0, len(headers) - 1) and header in ("group", "flag")
-                             else "right", no_wrap=i == 0)
-        for row in rows:
-            styled = [f"[red]{c}[/red]" if c.startswith("WORSE") else c for c in row]
-            table.add_row(*styled, style="bold" if row[0] == "All" else None)
-        console.print(table)
+        styles = None
+        if headers[-1] == "flag":  # the reasons are listed under the tables ("worse: ..."), whole
+            styles = ["red" if row[-1].startswith("WORSE") else None for row in rows]
+            rows = [[*row[:-1], "WORSE" if row[-1].startswith("WORSE") else ""] for row in rows]
+        bold = [i for i, row in enumerate(rows) if row[0] == "All"]
+        console.print(fit_table(_columns(headers), rows, console.width, title=title, bold_rows=bold,
+                                row_styles=styles))
     mix = result.tables.ended
     overall = mix[mix["key"] == ALL_KEY]
-    table = Table(title="Ended reasons (all groups)", title_justify="left")
-    for header in ("ended reason", "calls", "share"):
-        table.add_column(header, justify="left" if header == "ended reason" else "right")
-    for reason in records(overall):
-        table.add_row(str(reason["ended_reason"]), f"{reason['calls']:,}", percent(reason["share"]))
-    console.print(table)
+    columns = [Column("ended reason", TEXT, keep=100, min_width=20), Column("calls", NUMBER, keep=90),
+               Column("share", NUMBER, keep=80)]
+    rows = [[str(r["ended_reason"]), f"{r['calls']:,}", percent(r["share"])] for r in records(overall)]
+    console.print(fit_table(columns, rows, console.width, title="Ended reasons (all groups)"))
+    worse = not result.tables.worse().empty
     for line in _worse_lines(result):
-        console.print(("[red]worse:[/red] " if not result.tables.worse().empty else "") + line)
+        console.print(Text.assemble(("worse: ", "red") if worse else "", terminal_text(line)))
     for path in result.files:
-        console.print(f"wrote {path}")
+        console.print(Text(f"wrote {path}"), soft_wrap=True)
     for note in result.notes:
-        console.print(f"[dim]note: {note}[/dim]")
+        console.print(Text(f"note: {terminal_text(note)}", style="dim"))

@@ -31,8 +31,12 @@ class ReportResult:
 
     @property
     def report_date(self) -> str:
-        """``YYYY-MM-DD``: the last local day the window covers (names the files)."""
-        return self.window.days()[-1]
+        """``YYYY-MM-DD``: the day of ``as_of`` (now, or ``--as-of``) in the report's time zone (names the files).
+
+        ``--as-of 2026-12-01T00:00:00Z`` is a report made on 2026-12-01 (in UTC), although its
+        window ends with the last second of 2026-11-30.
+        """
+        return self.window.local_date(self.as_of).isoformat()
 
     def to_dict(self, *, compact: bool = False, files: bool = True) -> dict[str, Any]:
         """JSON-ready: the envelope's ``result`` (``compact``: summary only, for the chat tool).
