@@ -8,14 +8,17 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from agent.policy import Access
+from agent.policy import Access, effect_of
 from agent.redact import redact_data
+from agent.terminal import printable
 
 
 def describe_call(tool: str, access: Access, arguments: Mapping[str, Any]) -> str:
-    """The text shown before asking: tool, its access class, and the arguments (redacted)."""
+    """The text shown before asking: tool, its access class, and the arguments (redacted, printable)."""
     args = json.dumps(redact_data(dict(arguments)), indent=2, ensure_ascii=False, default=str)
-    return f"{access.value.upper()} {tool}\n{args}"
+    effect = effect_of(tool, arguments)
+    undo = f" ({effect.description}: this cannot be undone)" if effect is not None else ""
+    return printable(f"{access.value.upper()} {printable(tool, one_line=True)}{undo}\n{args}")
 
 
 async def ask_on_terminal(tool: str, access: Access, arguments: Mapping[str, Any]) -> bool:

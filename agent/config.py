@@ -34,6 +34,7 @@ DEFAULT_MODEL = "gpt-4.1-mini"
 MCP_KINDS = ("truto", "vapi", "generic", "sandbox")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # = agent.mcp.limits.DEFAULT_MAX_MESSAGE_BYTES
+DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024  # = agent.media.DEFAULT_MAX_DOWNLOAD_BYTES
 _DAY = 86400.0
 
 # Flag name -> environment variable. Secrets have their conventional names.
@@ -55,6 +56,8 @@ ENV_VARS: dict[str, str] = {
     "concurrency": "VAPI_AGENT_CONCURRENCY",
     "deadline": "VAPI_AGENT_DEADLINE",
     "max_message_bytes": "VAPI_AGENT_MAX_MESSAGE_BYTES",
+    "max_download_bytes": "VAPI_AGENT_MAX_DOWNLOAD_BYTES",
+    "write_dirs": "VAPI_AGENT_WRITE_DIRS",
     "truto_api": "VAPI_AGENT_TRUTO_API",
     "queue_url": "VAPI_AGENT_QUEUE_URL",
     "truto_api_token": "TRUTO_API_TOKEN",
@@ -165,6 +168,7 @@ Secret = Annotated[str, BeforeValidator(_token)]
 Globs = Annotated[tuple[str, ...], BeforeValidator(_split_globs)]
 HttpUrl = Annotated[str, BeforeValidator(_url)]
 QueueUrl = Annotated[str, BeforeValidator(_queue_url)]
+Folders = Annotated[tuple[str, ...], BeforeValidator(_split_globs)]  # "a,b" (an environment variable) or a list
 
 
 @dataclass(frozen=True, config=ConfigDict(extra="forbid"))
@@ -181,6 +185,7 @@ class Settings:
     read_only: bool = False
     yes: bool = False
     allow: Annotated[tuple[str, ...], BeforeValidator(_one_or_many)] = ()
+    write_dirs: Folders = ()  # folders (besides the working directory) the agent may write files in
     tools: Globs = ()
     exclude_tools: Globs = ()
     json: bool = False
@@ -196,6 +201,8 @@ class Settings:
         = None
     max_message_bytes: Annotated[ByteSize, Field(ge=1024, le=1 << 40), BeforeValidator(_not_bool)] = ByteSize(
         DEFAULT_MAX_MESSAGE_BYTES)
+    max_download_bytes: Annotated[ByteSize, Field(ge=1, le=1 << 40), BeforeValidator(_not_bool)] = ByteSize(
+        DEFAULT_MAX_DOWNLOAD_BYTES)
     truto_api: HttpUrl | None = None
     queue_url: QueueUrl | None = None  # the fleet queue's PostgreSQL URL; its password is a secret
     truto_api_token: Secret | None = None

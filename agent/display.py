@@ -13,8 +13,6 @@ with ``fit_table`` and formats values with these helpers, so one rule holds ever
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,26 +20,14 @@ from typing import Any
 ELLIPSIS = "…"
 MIN_ID_PREFIX = 8
 
-# CSI (ESC [ ... final) and OSC (ESC ] ... BEL or ST) sequences, then any other ESC + one character.
-_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?|\x9b[0-?]*[ -/]*[@-~]")
-# Bidirectional overrides and isolates can reorder what a reader sees ("trojan source").
-_BIDI = dict.fromkeys(map(ord, "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
-
 
 def terminal_text(value: Any, *, keep_newlines: bool = False) -> str:
-    """``value`` as text that cannot drive the terminal: escape sequences removed, control characters
-    (C0, DEL, C1) and bidi overrides dropped, tabs (and newlines unless ``keep_newlines``) as spaces."""
-    text = _ESCAPES.sub("", str(value))
-    text = text.translate(_BIDI)
-    out = []
-    for char in text:
-        if char == "\n" and keep_newlines:
-            out.append(char)
-        elif char in "\t\n\r\v\f":
-            out.append(" ")
-        elif unicodedata.category(char) != "Cc":
-            out.append(char)
-    return "".join(out)
+    """``value`` as text that cannot drive the terminal (``agent.terminal.printable``: escape sequences,
+    control and bidi characters removed), on one line unless ``keep_newlines``; tabs as spaces."""
+    from agent.terminal import printable
+
+    text = printable(value, one_line=not keep_newlines)
+    return text.replace("\t", " ") if keep_newlines else text
 
 
 def clip_words(text: str, width: int) -> str:
@@ -193,17 +179,19 @@ def _cut_text(fitted: Fitted, width: int) -> None:
         excess -= before - fitted.natural(widest)
 
 
-def console(file: Any = None) -> Any:
-    """A rich console for command output: the terminal's width, or off a terminal (a log file, a pipe)
-    ``$COLUMNS`` when set, else 160 columns, so every column of every table is kept in logs."""
+def console(file: Any = None, **options: Any) -> Any:
+    """The console command output goes through (``agent.console.SafeConsole``: markup off, control codes
+    dropped from every text segment). Its width: the terminal's, or off a terminal (a log file, a pipe)
+    ``$COLUMNS`` when set, else 160 columns, so every column of every table is kept in logs; ``options``
+    are rich ``Console`` options (an explicit ``width`` wins)."""
     import os
 
-    from rich.console import Console
+    from agent.console import SafeConsole
 
-    probe = Console(file=file)
-    if probe.is_terminal or os.environ.get("COLUMNS", "").isdigit():
+    probe = SafeConsole(file=file, **options)
+    if "width" in options or probe.is_terminal or os.environ.get("COLUMNS", "").isdigit():
         return probe
-    return Console(file=file, width=160)
+    return SafeConsole(file=file, width=160, **options)
 
 
 def fit_table(columns: Sequence[Column], rows: Sequence[Sequence[Any]], width: int, *, title: str | None = None,

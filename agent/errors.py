@@ -8,6 +8,9 @@
     │   │                  or the server lacks a needed tool
     │   ├── RateLimited    rate limit not recovered within the budget          4
     │   ├── AmbiguousWrite a write timed out / got a 5xx: it may have happened 3
+    │   ├── UnsafeInput    server data we refuse to act on: an id that is not  3
+    │   │                  a safe file name, a link to a private address, a
+    │   │                  download over the size limit
     │   └── CircuitOpen    too many consecutive failures to one upstream       3
     ├── ApprovalRequired   a write needs approval and none can be given,       5
     │                      or it is refused by read-only
@@ -95,6 +98,15 @@ class AmbiguousWrite(UpstreamError):
     """A write timed out or got a 5xx: it may or may not have taken effect; reconcile before resending."""
 
     code = "ambiguous_write"
+
+
+class UnsafeInput(UpstreamError):
+    """Server data we refuse to act on (an id unfit for a file name, a link to a private address...) (exit 3).
+
+    Workflows that handle many items report it per item and go on.
+    """
+
+    code = "unsafe_input"
 
 
 class CircuitOpen(UpstreamError):

@@ -1,8 +1,14 @@
-"""Atomic file writes, output targets checked before any work, and bounded reads of small files.
+"""Atomic file writes, output targets checked before any work, file names from untrusted text, and
+bounded reads of small files.
 
-Writes go to a temporary sibling, renamed into place only when complete: readers (and a cron job's
+Writes: a temporary sibling, renamed into place only when complete. Readers (and a cron job's
 consumers) never see half a file, and a failure or a cancellation (a ``--deadline``) removes the
 temporary file, leaving whatever was there before untouched.
+
+Names: an id from a server becomes part of a file name only when it is a safe token
+(``[A-Za-z0-9._-]``, no leading dot, at most 200 characters; Vapi ids are UUIDs), and the path it
+makes is checked to resolve inside its folder (symlinks followed), so ``../../x`` or a link cannot
+lead a write elsewhere.
 
 Reads of small input files (the config file, an ``mcpServers`` file, an accounts file) stop at a cap,
 so ``/dev/zero`` or a FIFO that never ends cannot exhaust memory.
@@ -11,13 +17,37 @@ so ``/dev/zero`` or a FIFO that never ends cannot exhaust memory.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, UnsafeInput
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+
+
+def is_safe_name(token: object) -> bool:
+    """True when ``token`` may be used as (part of) a file name as it is (see the module docstring)."""
+    return isinstance(token, str) and _SAFE_NAME.fullmatch(token) is not None
+
+
+def path_inside(folder: Path, name: str, *, what: str = "the name") -> Path:
+    """``folder / name`` for a name built from ``what`` (server data); ``UnsafeInput`` unless it is safe.
+
+    Safe: ``name`` is a safe token and the path resolves inside ``folder``.
+    """
+    shown = repr(name[:80]) if isinstance(name, str) else repr(name)
+    if not is_safe_name(name):
+        raise UnsafeInput(f"{what} {shown} cannot be a file name (letters, digits, '.', '_' and '-' only, no "
+                          "leading dot)", hint="nothing was written for it")
+    path = folder / name
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise UnsafeInput(f"{what} {shown} leads outside {folder}", hint="nothing was written for it")
+    return path
+
 
 SMALL_FILE_BYTES = 1024 * 1024
 

@@ -353,8 +353,9 @@ class AgentRun:
             # MCP calls are recorded by the hub (agent.store.runlog); here only what never reached it.
             if self.run_log is not None and not made and call.name not in self.tool_map:
                 access = self.local_tools[call.name].access.value if call.name in self.local_tools else "unknown"
+                outcome = "cancelled" if record["outcome"] == "running" else record["outcome"]
                 self.run_log.add_tool_call(record["name"], record["arguments"], record["ok"], record["approved_by"],
-                                           access, record.get("error") or record.get("refused"))
+                                           access, record.get("error") or record.get("refused"), outcome=outcome)
 
     async def _run_tool(self, call: ToolCall, args: dict[str, Any], record: dict[str, Any], index: int) -> str:
         if call.name in self.local_tools:

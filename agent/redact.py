@@ -3,9 +3,12 @@
 Two mechanisms work together:
 - a registry of *known* secret values (API keys, the MCP URL path token, bearer tokens) that are
   replaced wherever they appear, and
-- patterns for secrets we cannot know in advance: presigned-URL signatures and credentials
-  (``X-Amz-Signature=...``, ``X-Amz-Credential=...``, ``Signature=...``, ``sig=...``), bearer tokens in
-  header dumps, and the path token of ``/mcp/<token>`` URLs.
+- patterns for secrets we cannot know in advance: in absolute URLs the userinfo
+  (``https://user:pass@host``) and every query value (``?k=***``: links carry keys and signatures in
+  their queries); in relative ones presigned-URL signatures and credentials (``X-Amz-Signature=...``,
+  ``Signature=...``, ``sig=...``); bearer tokens in header dumps; the path token of ``/mcp/<token>``.
+
+``StreamRedactor`` does the same for text shown as it arrives (streamed tokens).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ _SIGNED_PARAMS = (
 # A value ends at a backslash too: in JSON-escaped text (a URL inside a JSON string inside JSON) the
 # closing quote is \", and masking the backslash with the value would break the escaping.
 _SIGNED_QUERY = re.compile(r"(?i)([?&](?:" + "|".join(map(re.escape, _SIGNED_PARAMS)) + r")=)[^&#\s\"'<>\\]+")
+# An absolute URL: scheme, authority, path, query. A part ends at whitespace, quotes, angle brackets
+# and backslashes (see above). The query loses its values, the authority its userinfo.
+_URL = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s/?#\"'<>\\]*)([^\s?#\"'<>\\]*)(\?[^\s#\"'<>\\]*)?")
+_QUERY_VALUE = re.compile(r"([?&;][^=&;]*=)[^&;]+|([?&;])(?![^&;]*=)[^&;]+")
 _MCP_PATH_TOKEN = re.compile(r"(/mcp/)(?!\*\*\*)[A-Za-z0-9_\-.~%]{6,}")
 _BEARER = re.compile(r"(?i)(\bbearer\s+)(?!\*\*\*)[A-Za-z0-9_\-.~+/=]{6,}")
 
@@ -54,9 +61,19 @@ def redact(text: str) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
+    text = _URL.sub(_mask_url, text)
     text = _SIGNED_QUERY.sub(lambda m: m.group(1) + MASK, text)
     text = _MCP_PATH_TOKEN.sub(lambda m: m.group(1) + MASK, text)
     return _BEARER.sub(lambda m: m.group(1) + MASK, text)
+
+
+def _mask_url(match: re.Match[str]) -> str:
+    scheme, authority, path, query = match.group(1), match.group(2), match.group(3), match.group(4) or ""
+    if "@" in authority:
+        authority = MASK + "@" + authority.rsplit("@", 1)[1]
+    if query:
+        query = _QUERY_VALUE.sub(lambda m: (m.group(1) or m.group(2)) + MASK, query)
+    return scheme + authority + path + query
 
 
 def redact_data(value: Any) -> Any:
@@ -94,3 +111,36 @@ def install_logging_redaction(*logger_names: str) -> None:
         for handler in logger.handlers:
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):
                 handler.addFilter(RedactingFilter())
+
+
+_WHITESPACE = re.compile(r"\s+")
+_ENDS_WITH_BEARER = re.compile(r"(?i)\bbearer$")
+
+
+class StreamRedactor:
+    """Redacts text that arrives in pieces (streamed model tokens, chat deltas) before it is shown.
+
+    A secret can be split across pieces, so text is held back until a whitespace boundary: what is
+    released ends just before a run of whitespace, never between ``Bearer`` and its token. Every
+    pattern ``redact`` knows (known values, URLs, tokens) holds no whitespace, so redacting the
+    released parts one by one masks exactly what redacting the whole text would.
+    """
+
+    def __init__(self) -> None:
+        self._pending = ""
+
+    def feed(self, piece: str) -> str:
+        """Add ``piece``; returns the redacted text that is now safe to show (maybe empty)."""
+        self._pending += piece
+        cut = 0
+        for run in reversed(list(_WHITESPACE.finditer(self._pending))):
+            if not _ENDS_WITH_BEARER.search(self._pending, 0, run.start()):
+                cut = run.start()
+                break
+        ready, self._pending = self._pending[:cut], self._pending[cut:]
+        return redact(ready)
+
+    def flush(self) -> str:
+        """The rest, redacted (at the end of the stream)."""
+        ready, self._pending = self._pending, ""
+        return redact(ready)

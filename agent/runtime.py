@@ -20,6 +20,7 @@ from typing import Any
 from agent.config import Settings
 from agent.mcp.hub import Hub
 from agent.model import ChatModel
+from agent.tls import shared_ssl_context
 from agent.usage import Usage
 from agent.vapi import VapiFacade
 
@@ -71,14 +72,14 @@ class _RoutingTransport:
     that, as with Vapi's real storage host, a redirect to it crosses hosts.
     """
 
-    def __init__(self, origin: str, app: Any) -> None:
+    def __init__(self, origin: str, app: Any, network: Any) -> None:
         from urllib.parse import urlsplit
 
         import httpx2
 
         self._host = urlsplit(origin).hostname or ""
         self._local = httpx2.ASGITransport(app=app)
-        self._network = httpx2.AsyncHTTPTransport()
+        self._network = network
 
     def _is_local(self, host: str) -> bool:
         return host == self._host or host.endswith("." + self._host)
@@ -96,6 +97,13 @@ def embedded_sandbox_dir() -> Path:
     from agent.paths import data_dir
 
     return data_dir() / "sandbox"
+
+
+def _call_error(record: Any) -> str | None:
+    """A tool call's error for the run log; a write cut in flight says what became of it."""
+    if record.write is not None:
+        return f"{record.error}; {record.write.line()}" if record.error else record.write.line()
+    return record.error
 
 
 def _build_sandbox(settings: Settings) -> Any:
@@ -188,6 +196,7 @@ async def open_runtime(
     from agent.mcp.connection import Connection
     from agent.mcp.limits import MessageSizeCap
     from agent.mcp.servers import resolve_servers
+    from agent.media import AddressGuard, DownloadRules
     from agent.model import OpenAIChatModel, price_for
     from agent.policy import WriteGate
     from agent.ratelimit.breaker import BreakerRegistry
@@ -205,7 +214,11 @@ async def open_runtime(
 
     reporter = WaitReporter(on_wait=on_wait, usage=usage)
     policy = RetryPolicy(RetryConfig.from_settings(settings), reporter=reporter)
-    governors = GovernorRegistry(max_concurrency=max(1, settings.concurrency), reporter=reporter)
+    from agent.ratelimit.shared import SharedWindows
+
+    # the windows are shared with every vapi-agent process on this machine (agent/ratelimit/shared.py)
+    governors = GovernorRegistry(max_concurrency=max(1, settings.concurrency), reporter=reporter,
+                                 shared=SharedWindows.default(), private_origins=(IN_PROCESS_ORIGIN,))
     breakers = BreakerRegistry()
     specs = resolve_servers(settings)
 
@@ -227,7 +240,8 @@ async def open_runtime(
                     and url.startswith(IN_PROCESS_ORIGIN + "/"))
 
     def inner_transport(spec: Any) -> Any:
-        network = httpx2.ASGITransport(app=sandbox_obj.app) if in_process(spec.url) else httpx2.AsyncHTTPTransport()
+        network = (httpx2.ASGITransport(app=sandbox_obj.app) if in_process(spec.url)
+                   else httpx2.AsyncHTTPTransport(verify=shared_ssl_context()))
         return MessageSizeCap(network, settings.max_message_bytes)
 
     def http_client(spec: Any) -> Any:
@@ -250,13 +264,19 @@ async def open_runtime(
                          prompt=_tty_prompt() if prompt == "tty" else prompt)
         hub = Hub(connections, gate=gate, usage=usage, preferred_server=settings.server,
                   on_call=lambda r: runlog.record("add_tool_call", r.name, r.arguments, r.ok, r.approved_by,
-                                                  r.access, r.error))
+                                                  r.access, _call_error(r), outcome=r.outcome))
         await hub.load_catalogue()
 
-        if sandbox_obj is not None and sandbox_obj.public_url == IN_PROCESS_ORIGIN:
-            media_transport: Any = _RoutingTransport(IN_PROCESS_ORIGIN, sandbox_obj.app)
-        else:
-            media_transport = httpx2.AsyncHTTPTransport()
+        # Media (recording links, their redirects) reach only public https hosts, or the sandbox: the
+        # in-process one (its hosts go to its ASGI app) or a server the user configured on loopback.
+        embedded = sandbox_obj is not None and sandbox_obj.public_url == IN_PROCESS_ORIGIN
+        served = [spec.url for spec in specs if not in_process(spec.url)]
+        if sandbox_obj is not None and not embedded:
+            served.append(sandbox_obj.public_url)
+        rules = DownloadRules.for_origins(served, max_bytes=settings.max_download_bytes)
+        media_transport: Any = AddressGuard(httpx2.AsyncHTTPTransport(verify=shared_ssl_context()), rules)
+        if embedded:
+            media_transport = _RoutingTransport(IN_PROCESS_ORIGIN, sandbox_obj.app, network=media_transport)
         # No default headers, no cookies: recording links and storage never see our credentials.
         media_http = httpx2.AsyncClient(transport=media_transport, follow_redirects=False,
                                         timeout=httpx2.Timeout(120.0, connect=connect_timeout))

@@ -150,6 +150,32 @@ def run_client(name: str, args: argparse.Namespace) -> RunResult:
         return RunResult(name, epoch, wall, ok, lost, waits, mcp_log(origin))
 
 
+def run_processes(name: str, args: argparse.Namespace) -> RunResult:
+    """Second scenario: ``--processes`` vapi-agent processes on one machine read one org at once.
+
+    ``shared``: they share the org's window (agent/ratelimit/shared.py, the default); ``separate``: each
+    has only its own governor (``VAPI_AGENT_SHARED_RATE_LIMITS=0``), as before the shared store.
+    """
+    import subprocess
+    import tempfile
+
+    client = ROOT / "tests" / "fixtures" / "ratelimit_client.py"
+    each = args.calls // args.processes
+    with served_sandbox("--rate-limit", args.limit, "--calls", str(max(each + 50, 400))) as (url, origin), \
+            tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "VAPI_AGENT_DATA_DIR": home, "PYTHONPATH": str(ROOT),
+               "VAPI_AGENT_SHARED_RATE_LIMITS": "1" if name == "shared" else "0"}
+        started, epoch = time.monotonic(), time.time()
+        procs = [subprocess.Popen([sys.executable, str(client), url, str(each), str(args.concurrency)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                 for _ in range(args.processes)]
+        outs = [json.loads(proc.communicate()[0].strip().splitlines()[-1]) for proc in procs]
+        wall = time.monotonic() - started
+        ok = sum(o["calls"] - o["failed"] for o in outs)
+        return RunResult(f"{args.processes} processes, {name}", epoch, wall, ok,
+                         sum(o["failed"] for o in outs), sum(o["waits"] for o in outs), mcp_log(origin))
+
+
 # ---------------------------------------------------------------- figures
 def windows(posts: list[dict[str, Any]], length: float) -> list[list[dict[str, Any]]]:
     """Replay the sandbox's limiter: a window opens with the first POST at or after the last one ended."""
@@ -196,21 +222,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-base", type=float, default=0.5, help="naive backoff: base x 2^attempt seconds")
     parser.add_argument("--only", choices=("ours", "naive", "both"), default="both")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="second scenario: this many processes share one org (shared vs separate governors)")
     args = parser.parse_args(argv)
     count, _, seconds = args.limit.partition("/")
     limit, window = int(count), float(seconds)
     os.environ.pop("VAPI_AGENT_MCP_URL", None)
 
-    names = ["ours", "naive"] if args.only == "both" else [args.only]
-    rows = [figures(run_client(name, args), limit, window) for name in names]
+    if args.processes:
+        rows = [figures(run_processes(name, args), limit, window) for name in ("shared", "separate")]
+    else:
+        names = ["ours", "naive"] if args.only == "both" else [args.only]
+        rows = [figures(run_client(name, args), limit, window) for name in names]
     columns = ["client", "wall_s", "ideal_s", "wall_over_ideal", "successful_requests", "requests_429", "windows",
                "429_per_window_mean", "429_per_window_max", "calls_ok", "calls_lost", "tool_calls_sent",
                "startup_s", "server_span_s", "span_over_ideal"]
-    print(f"{args.calls} x {TOOL}, limit {args.limit}, concurrency {args.concurrency}")
+    who = f", {args.processes} processes" if args.processes else ""
+    print(f"{args.calls} x {TOOL}, limit {args.limit}, concurrency {args.concurrency}{who}")
     print(" | ".join(columns))
     for row in rows:
         print(" | ".join(str(row[c]) for c in columns))
-    if len(rows) == 2 and rows[0]["wall_over_ideal"] and rows[1]["wall_over_ideal"]:
+    if len(rows) == 2 and rows[0]["wall_over_ideal"] and rows[1]["wall_over_ideal"] and not args.processes:
         print(f"naive / ours wall time: {rows[1]['wall_s'] / rows[0]['wall_s']:.2f}x; "
               f"429s: {rows[1]['requests_429']} vs {rows[0]['requests_429']}")
     if args.json:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.redact import redact_data
+from agent.terminal import escape_c1_in_json
 from agent.usage import Usage
 
 
@@ -33,5 +34,5 @@ class Envelope:
         )
 
     def dumps(self) -> str:
-        """Serialised on one line (scripts read it with ``jq``)."""
-        return json.dumps(self.to_dict(), default=str, ensure_ascii=False)
+        """Serialised on one line (scripts read it with ``jq``); no raw control codes (C0 are JSON-escaped)."""
+        return escape_c1_in_json(json.dumps(self.to_dict(), default=str, ensure_ascii=False))

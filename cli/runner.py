@@ -19,6 +19,7 @@ from agent.config import Settings
 from agent.errors import EXIT_INTERRUPTED, AgentError, internal_error
 from agent.inflight import INTERRUPTED_WRITES, WriteReport
 from agent.redact import install_logging_redaction, redact
+from agent.terminal import printable
 from agent.usage import Usage
 from cli.envelope import Envelope
 
@@ -43,8 +44,11 @@ class CommandContext:
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
 
     def notice(self, message: str) -> None:
-        """One line on stderr (never stdout: stdout belongs to the result or the envelope)."""
-        print(redact(message), file=self.stderr, flush=True)
+        """One line on stderr (never stdout: stdout belongs to the result or the envelope).
+
+        Redacted, and without terminal control codes: notices quote server text (names, errors).
+        """
+        print(printable(redact(message)), file=self.stderr, flush=True)
 
 
 # A command body: the async work of one command, given its context, returning its outcome.
@@ -52,10 +56,18 @@ Body = Callable[[CommandContext], Awaitable[Outcome]]
 
 
 class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is *now* (not the stream of the moment it was created)."""
+    """Writes to whatever ``sys.stderr`` is *now* (not the stream of the moment it was created).
+
+    Records are redacted by filters; the formatted line also loses terminal control codes (libraries
+    log server text: bodies, names, URLs).
+    """
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted record, redacted (tracebacks too) and printable."""
+        return printable(redact(super().format(record)))
 
     @property
     def stream(self) -> TextIO:
@@ -136,9 +148,10 @@ def run_command(
         envelope.status = "error"
         envelope.errors.append(error.to_dict())
         exit_code = error.exit_code
-        ctx.notice(f"error: {error.line()}")
-        if settings.debug:
-            traceback.print_exception(exc, file=ctx.stderr)
+        ctx.notice(f"error: {printable(error.line(), one_line=True)}")
+        if settings.debug:  # a traceback quotes messages and locals' reprs: redacted like every other line
+            text = "".join(traceback.format_exception(exc))
+            print(printable(redact(text)), end="", file=ctx.stderr, flush=True)
     finally:
         runlog.CURRENT_RUN.reset(token)
         INTERRUPTED_WRITES.reset(writes_token)
@@ -166,7 +179,7 @@ def fail_before_start(workflow: str, error: AgentError | dict[str, Any], *, json
     """
     entry = error.to_dict() if isinstance(error, AgentError) else error
     code = exit_code if exit_code is not None else error.exit_code if isinstance(error, AgentError) else 2
-    print(f"error: {redact(entry['message'])}", file=sys.stderr, flush=True)
+    print(f"error: {printable(redact(str(entry['message'])), one_line=True)}", file=sys.stderr, flush=True)
     if json:
         envelope = Envelope(workflow=workflow, status="error", errors=[entry])
         print(envelope.dumps(), file=stdout or sys.stdout, flush=True)

@@ -213,6 +213,7 @@ class ServeOptions:
     write_fault_count: int | None = None
     expire_first: bool = False
     drop_sse: bool = False
+    hostile: bool = False
     time_scale: float | None = None
     link_ttl: float | None = None
     accounts: int | None = None
@@ -247,6 +248,8 @@ class ServeOptions:
             values["expire_first"] = True
         if self.drop_sse:
             values["drop_sse"] = True
+        if self.hostile:
+            values["hostile"] = True
         _in_range("--port", self.port, ge=0, le=65535)
         for name, bounds in _RANGES.items():
             if name in values:
@@ -322,6 +325,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     add("--write-fault-count", type=int, help="how many writes get the fault (0 = all)")
     add("--expire-first", action="store_true", help="the first recording link is born expired")
     add("--drop-sse", action="store_true", help="SSE chat streams stop early")
+    add("--hostile", action="store_true", help="plant hostile data: a ../ call id, control codes in a name")
     add("--time-scale", type=float, help="campaign clock speed-up")
     add("--link-ttl", type=float, help="seconds a recording link lives")
     add("--accounts", type=int, help="serve a Truto environment with N Vapi accounts and the admin API")

@@ -355,7 +355,7 @@ def test_scrubbers_mask_every_secret_shape_and_are_idempotent() -> None:
     text = json.dumps(once, default=lambda b: b.decode())
     for pattern in SECRET_PATTERNS.values():
         assert pattern.search(text) is None, text
-    assert "X-Amz-Date=20260302T120000Z" in text  # only the secret parts are masked
+    assert "mono.wav?X-Amz-Algorithm=***&X-Amz-Credential=***&X-Amz-Date=***&" in text  # names stay, values go
     assert set(once["headers"]) == {"Location", "content-type"}
     twice = cassette_support.scrub_response(json.loads(json.dumps(once, default=lambda b: b.decode())))
     assert json.dumps(twice, default=lambda b: b.decode()) == json.dumps(once, default=lambda b: b.decode())

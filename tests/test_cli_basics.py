@@ -70,8 +70,19 @@ def test_redaction_patterns() -> None:
     out = redact(text)
     for secret in ("tok_ABCDEFGH12345", "sk-SENTINEL-redact-1", "0123abcd", "AKIA/x"):
         assert secret not in out
-    assert "X-Amz-Expires=900" in out
+    assert "a.wav?X-Amz-Expires=***&X-Amz-Signature=***&" in out  # every query value is masked, names stay
     assert redact_data({"a": [text]})["a"][0] == out
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("--mcp-url http://user:SENTINEL-pw@host.example/mcp", "--mcp-url http://***@host.example/mcp"),
+    ("https://host.example/x?key=SENTINEL&limit=2#top", "https://host.example/x?key=***&limit=***#top"),
+    ("https://host.example/x?SENTINEL-bare-token", "https://host.example/x?***"),
+    ('{"url": "wss://a:b@h.example:8443/p?t=SENTINEL"}', '{"url": "wss://***@h.example:8443/p?t=***"}'),
+    ("see https://host.example/docs, ok", "see https://host.example/docs, ok"),
+])
+def test_url_userinfo_and_query_values_are_secrets(text: str, expected: str) -> None:
+    assert redact(text) == expected and redact(expected) == expected
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

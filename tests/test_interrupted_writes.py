@@ -135,3 +135,24 @@ def test_the_same_look_alike_listed_as_existing_is_excluded_even_within_the_skew
                                               recheck_after=0.01)
 
     assert asyncio.run(look()) is None
+
+
+def test_ask_cut_by_its_deadline_reports_the_created_assistant(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], endpoint: Any, fake: Any,
+        held: Sandbox) -> None:
+    """The agent loop's own deadline cuts a create in a parallel batch: the call is listed as cancelled with
+    what became of it, and the envelope's errors name the id."""
+    from tests.ask_support import make_runner
+    from tests.openai_fake import ToolCall, Turn
+
+    fake.add(Turn.calls(ToolCall("create_a_vapi_assistant", {"name": "Held Assistant"}),
+                        ToolCall("list_all_vapi_squads", {})))
+    run = make_runner(monkeypatch, capsys, endpoint, held)("ask", "--json", "--yes", "--deadline", "5s", "go")
+    (created,) = held.workspace.list_objects("assistants", name="Held Assistant")
+    assert run.code == 6, run.stderr
+    calls = {c["name"]: c for c in run.result["tool_calls"]}
+    assert calls["create_a_vapi_assistant"]["outcome"] == "cancelled"
+    assert calls["create_a_vapi_assistant"]["write"] == {"state": "created", "id": created["id"]}
+    assert calls["list_all_vapi_squads"]["outcome"] == "ok"
+    report = next(e for e in run.envelope["errors"] if e["code"] == "write_interrupted")
+    assert report["id"] == created["id"] and f"created (id {created['id']})" in run.stderr

@@ -291,7 +291,7 @@ def test_watch_off_a_terminal_prints_a_line_per_change_and_a_final_line(
     campaign = sandbox.workspace.create_object("campaigns", {
         "name": "watched", "assistantId": renewal["id"], "phoneNumberId": number["id"],
         "customers": [{"number": "+14155552671"}, {"number": "+16502530000"}]})
-    watched = run("campaign", "status", campaign["id"][:8], "--watch", "--interval", "0.1")
+    watched = run("campaign", "status", campaign["id"], "--watch", "--interval", "0.1")
     assert watched.code == 0, watched.err
     lines = [line for line in watched.err.splitlines() if re.match(r"\d\d:\d\d:\d\dZ ", line)]
     assert len(lines) >= 2 and lines[-1].split(" ", 1)[1].startswith("final: ended")
@@ -301,13 +301,14 @@ def test_watch_off_a_terminal_prints_a_line_per_change_and_a_final_line(
 
 
 # ---------------------------------------------------------------- 14. consistency
-def test_sandbox_serve_help_names_the_command_and_doctor_and_config_show_name_one_model(
-        run: Callable[..., Ran], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sandbox_serve_help_names_the_command(run: Callable[..., Ran]) -> None:
     shown = run("sandbox", "serve", "--help")
     assert shown.code == 0 and "usage: vapi-agent sandbox serve" in shown.out
     refused = run("sandbox", "serve", "--port", "nope")
     assert refused.code == 2 and "vapi-agent sandbox serve --help" in refused.err
 
+
+def test_doctor_and_config_show_name_one_model(run: Callable[..., Ran], monkeypatch: pytest.MonkeyPatch) -> None:
     for env in ({}, {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "VAPI_AGENT_MODEL": "m-1"}):
         for name, value in env.items():
             monkeypatch.setenv(name, value)
@@ -316,3 +317,31 @@ def test_sandbox_serve_help_names_the_command_and_doctor_and_config_show_name_on
         assert configured["model"] == doctor, env
         assert doctor["name"] == ("m-1" if env else "gpt-4.1-mini")
         assert f"model: {doctor['summary']}" in run("doctor").out.replace("\n", " ")
+
+
+def test_one_wording_for_files_bytes_columns_and_plans(run: Callable[..., Ran], served: Any, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """qa-grade says "wrote FILE" like report; bytes with thousands separators; the ended reason says so;
+    report files are named after the --as-of day in --tz; the squad plan is a tree, not JSON."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "100")
+    graded = run("qa-grade", "--assistant", "Support", "--last", "3", "--recordings", "none", "--out", "qa.md")
+    assert graded.code == 0 and "wrote qa.md" in graded.out, graded.out
+    call_id = ended_calls(served)[0]["id"]
+    saved = run("calls", "recording", call_id)
+    assert saved.code == 0 and re.search(r"\(\d{1,3}(,\d{3})+ bytes", saved.out), saved.out
+
+    listed = run("calls", "list", "--assistant", "Support", "--limit", "3")
+    assert listed.code == 0 and "ended reason" in listed.out, listed.out
+
+    reported = run("report", "--since", "1d", "--as-of", "2026-12-01T00:00:00Z", "--tz", "America/Los_Angeles",
+                   "--format", "md", "--out", "reports")
+    assert reported.code == 0, reported.err
+    assert [p.name for p in (tmp_path / "reports").iterdir()] == ["report-2026-11-30.md"]  # 16:00 on the 30th there
+    assert "--tz" in run("report", "--help").out.replace("\n", " ")
+
+    planned = run("squad", "create", "--name", "Triage", "--member", "Support", "--member", "Technical Fallback",
+                  "--route", "Support -> Technical Fallback: when the caller has a technical problem", "--dry-run")
+    assert planned.code == 0, planned.err
+    shown = planned.out + planned.err  # the plan is on stderr, the one-line outcome on stdout
+    assert "{" not in shown and "└── → transfers to Technical Fallback" in shown, shown

@@ -26,7 +26,7 @@ import tempfile
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -450,7 +450,9 @@ async def test_ask_with_the_qa_grade_tool_returns_the_commands_result(
         call = FakeToolCall("qa_grade", {"assistant": "Support", "last": 10, "recordings": "failing"})
         fake.reset([Turn.calls(call), *[Turn.text(analysis)] * n_failing,
                     Turn.text("5 of the last 10 calls failed the Support QA scorecard.")])
-        ask_outcome = await ask_body(AskOptions("Grade the last 10 Support calls"))(CommandContext("ask", settings))
+        # Saving recordings is a local write: approved here with --yes (headless, nobody to ask).
+        ask_outcome = await ask_body(AskOptions("Grade the last 10 Support calls"))(
+            CommandContext("ask", replace(settings, yes=True)))
         fake.assert_all_used()
     assert fake.rejections == []
     result = ask_outcome.result

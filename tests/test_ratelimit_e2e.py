@@ -428,7 +428,9 @@ def test_two_processes_sharing_a_limit_of_2_per_second_both_finish(serve_sandbox
     """Two qa-grade runs (4 concurrent requests each) on one sandbox allowing 2 MCP POSTs per second:
     each is refused again and again (the other took the window), and each waits as long as the
     announced resets say, within its time budget. The attempt cap is set to 1 (no retry at all for a
-    failure that announces nothing), so a single refusal would end a run if attempts bound 429s."""
+    failure that announces nothing), so a single refusal would end a run if attempts bound 429s.
+    The processes do not share their windows (as on two machines): on one machine they would, and
+    would rarely be refused (tests/test_ratelimit_shared.py)."""
     import os
     import subprocess
     import sys
@@ -437,7 +439,8 @@ def test_two_processes_sharing_a_limit_of_2_per_second_both_finish(serve_sandbox
     sandbox = serve_sandbox(rate_limit=RateLimit(2, 1.0))
     command = [str(Path(sys.executable).with_name("vapi-agent")), "qa-grade", "--assistant", "Support",
                "--last", "4", "--recordings", "all", "--json", "--mcp-url", sandbox.mcp_url]
-    env = {**os.environ, "VAPI_AGENT_CONCURRENCY": "4", "VAPI_AGENT_MAX_ATTEMPTS": "1"}
+    env = {**os.environ, "VAPI_AGENT_CONCURRENCY": "4", "VAPI_AGENT_MAX_ATTEMPTS": "1",
+           "VAPI_AGENT_SHARED_RATE_LIMITS": "0"}
     runs = [subprocess.Popen([*command, "--recordings-dir", str(tmp_path / f"rec-{n}")], env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
             for n in range(2)]

@@ -78,6 +78,16 @@ def test_the_readme_parser_finds_commands_and_markers() -> None:
         (7, 'vapi-agent ask "hello"', "needs a model")]
 
 
+def test_the_first_screen_has_two_commands() -> None:
+    """Install and grade on the sandbox; install and run the tests: nothing else before the first output."""
+    first = readme_blocks((ROOT / "README.md").read_text(encoding="utf-8"))[0]
+    assert [line.number for line in first][-1] < 25, "the first commands moved off the first screen"
+    assert len(first) == 2, [line.text for line in first]
+    install_grade, install_test = (line.text for line in first)
+    assert "pip install" in install_grade and "vapi-agent qa-grade --assistant Support" in install_grade
+    assert "pip install -q -e '.[test]'" in install_test and "pytest" in install_test
+
+
 def test_every_readme_command_runs_on_the_embedded_sandbox(tmp_path: Path) -> None:
     require_tool("jq", "the README's examples read --json envelopes with jq")
     executable = Path(sys.executable).parent / "vapi-agent"

@@ -1,9 +1,13 @@
 """Secrets at the most verbose level: each reaches its rightful server and nothing else, ever.
 
-One test, sentinel values for the four secrets (the MCP URL token, a Truto API token, a Vapi API
-key, an OpenAI key), real commands through the installed ``vapi-agent`` (qa-grade with recordings
-and a report, calls recording, ask, doctor, tools call, a Vapi-kind server, an ``mcpServers`` file
-with three servers) at ``-vv --debug``, each with its own HOME / XDG / data / temp dirs. Then:
+One test, sentinel values for the secrets (the MCP URL token, a Truto API token, a Vapi API key, an
+OpenAI key, and a password and a query value in an ``--mcp-url``), real commands through the
+installed ``vapi-agent`` (qa-grade with recordings and a report, calls recording, ask, doctor, tools
+call, a Vapi-kind server, an ``mcpServers`` file with three servers, a URL with userinfo and a
+query) at ``-vv --debug``, each with its own HOME / XDG / data / temp dirs, on success and on each
+failure path (a bad flag: exit 2; refused auth, a model error body quoting the secrets, a download
+over the size limit: exit 3; a write without approval: exit 5; a deadline: exit 6), and an answer
+that quotes secrets printed by plain ``ask``. Then:
 
 - each sentinel DID reach its server: the servers' recorded request lines and headers say so (and
   the servers refuse requests without them, so every successful call proves it too);
@@ -33,7 +37,7 @@ import pytest
 from sandbox.app import Sandbox
 from sandbox.serve import ServerThread
 from sandbox.world.config import SandboxConfig
-from tests.openai_fake.server import ScriptedOpenAI, ToolCall, Turn, serve_app
+from tests.openai_fake.server import ErrorReply, ScriptedOpenAI, ToolCall, Turn, serve_app
 
 ROOT = Path(__file__).resolve().parents[1]
 VAPI_AGENT = str(Path(sys.executable).with_name("vapi-agent"))
@@ -102,6 +106,8 @@ class Run:
     name: str
     argv: list[str]
     model_url: str | None = None
+    expect: int = 0
+    env: dict[str, str] = field(default_factory=dict)
     done: subprocess.CompletedProcess[bytes] | None = None
 
 
@@ -113,6 +119,7 @@ def execute(run: Run, root: Path, secrets_env: dict[str, str]) -> Run:
         path.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAPI_", "OPENAI_", "TRUTO_", "XDG_"))}
     env.update(secrets_env)
+    env.update(run.env)
     env.update(HOME=str(dirs["home"]), XDG_CONFIG_HOME=str(dirs["config"]), XDG_DATA_HOME=str(dirs["xdg-data"]),
                XDG_STATE_HOME=str(dirs["state"]), XDG_CACHE_HOME=str(dirs["cache"]), TMPDIR=str(dirs["tmp"]),
                VAPI_AGENT_DATA_DIR=str(dirs["data"]), COLUMNS="200")
@@ -140,7 +147,8 @@ def test_no_secret_leaks_at_the_most_verbose_level(
 ) -> None:
     url_token, truto_token = sentinel("urltoken"), sentinel("truto")
     vapi_key, openai_key = sentinel("vapikey"), sentinel("sk")
-    all_secrets = [url_token, truto_token, vapi_key, openai_key]
+    password, query_value, wrong_token = sentinel("password"), sentinel("query"), sentinel("wrongtruto")
+    all_secrets = [url_token, truto_token, vapi_key, openai_key, password, query_value, wrong_token]
 
     truto, truto_seen = recorded_sandbox(calls=40, token=url_token, require_api_token=truto_token)
     vapi_like, vapi_seen = recorded_sandbox(calls=20, require_api_token=vapi_key)
@@ -151,6 +159,13 @@ def test_no_secret_leaks_at_the_most_verbose_level(
         Turn.text("The two newest calls are listed above."),
     ])
     qa_seen, ask_seen = HeaderRecorder(qa_model.app), HeaderRecorder(ask_model.app)
+    # A model that quotes secrets in its answer, and one whose error body quotes them (--debug prints it).
+    echo_model = ScriptedOpenAI([Turn.text(f"Your key is {openai_key}, the link "
+                                           f"{other.public_url}/x.wav?X-Amz-Signature={'ab' * 16}&k={query_value}")])
+    failing_model = ScriptedOpenAI([Turn.fail(ErrorReply(400, f"bad request for key {openai_key} and token "
+                                                              f"{truto_token} at /mcp/{url_token}"))])
+    echo_seen, failing_seen = HeaderRecorder(echo_model.app), HeaderRecorder(failing_model.app)
+    userinfo_url = other.mcp_url.replace("http://", f"http://user:{password}@") + f"?key={query_value}"
 
     newest = [c["id"] for c in truto.workspace.list_calls(limit=2)]
     recorded_call = next(c for c in truto.workspace.list_calls(limit=None) if c.get("artifact", {}).get("recordingUrl"))
@@ -170,6 +185,8 @@ def test_no_secret_leaks_at_the_most_verbose_level(
     with ExitStack() as stack:
         qa_url = stack.enter_context(serve_app(qa_seen)) + "/v1"
         ask_url = stack.enter_context(serve_app(ask_seen)) + "/v1"
+        echo_url = stack.enter_context(serve_app(echo_seen)) + "/v1"
+        failing_url = stack.enter_context(serve_app(failing_seen)) + "/v1"
         runs = [
             Run("qa-grade", ["--json", "qa-grade", "--assistant", "Support", "--last", "2", "--recordings", "failing",
                              "--recordings-dir", "recordings", "--out", "report.md", "--threshold", "101",  # all fail
@@ -181,6 +198,20 @@ def test_no_secret_leaks_at_the_most_verbose_level(
             Run("vapi-kind", ["--json", "tools", "call", "list_all_vapi_assistants", "--args", '{"limit": 2}',
                               "--mcp-url", vapi_like.mcp_url, "--mcp-kind", "vapi"]),
             Run("mcp-config", ["--json", "doctor", "--mcp-config", str(mcp_config)]),
+            Run("userinfo-url", ["tools", "call", "list_all_vapi_assistants", "--args", '{"limit": 1}',
+                                 "--mcp-url", userinfo_url]),
+            Run("ask-echo", ["ask", "What is my key?", *truto_url], echo_url),
+            # failure paths
+            Run("bad-flag", ["doctor", "--mcp-url", f"ftp://user:{password}@h.example/mcp/{url_token}?k={query_value}"],
+                expect=2),
+            Run("refused-auth", ["tools", "call", "list_all_vapi_calls", "--args", "{}", *truto_url], expect=3,
+                env={"TRUTO_API_TOKEN": wrong_token}),
+            Run("model-error", ["ask", "Show me the newest call", *truto_url], failing_url, expect=3),
+            Run("too-large", ["calls", "recording", recorded_call["id"], "--out", "big.wav", "--max-download-bytes",
+                              "100", *truto_url], expect=3),
+            Run("unapproved", ["tools", "call", "create_a_vapi_squad", "--args", '{"name": "x", "members": []}',
+                               *truto_url], expect=5),
+            Run("deadline", ["--deadline", "0.01s", "qa-grade", "--assistant", "Support", *truto_url], expect=6),
         ]
         secrets_env = {"TRUTO_API_TOKEN": truto_token, "VAPI_API_KEY": vapi_key, "OPENAI_API_KEY": openai_key,
                        "TRUTO_MCP_URL": truto.mcp_url}
@@ -191,8 +222,14 @@ def test_no_secret_leaks_at_the_most_verbose_level(
     by_name = {run.name: run for run in runs}
     for run in runs:
         assert run.done is not None
-        assert run.done.returncode == 0, f"{run.name}: {run.done.stderr.decode(errors='replace')[-3000:]}"
-        assert b"DEBUG" in run.done.stderr, f"{run.name} did not log at debug level"
+        assert run.done.returncode == run.expect, f"{run.name}: {run.done.stderr.decode(errors='replace')[-3000:]}"
+        assert b"DEBUG" in run.done.stderr or run.expect == 2, f"{run.name} did not log at debug level"
+        # ask reports a model error as where it stopped; a bad setting is one line before any command runs
+        raised = run.expect not in (0, 2) and run.name != "model-error"
+        assert (b"Traceback" in run.done.stderr) == raised, f"{run.name}: --debug shows a traceback of a failure"
+    assert b"The two newest calls" in by_name["ask"].done.stdout  # type: ignore[union-attr]
+    assert b"Your key is ***" in by_name["ask-echo"].done.stdout  # type: ignore[union-attr]
+    assert b"bad request for key ***" in by_name["model-error"].done.stderr  # type: ignore[union-attr]
     qa = json.loads(by_name["qa-grade"].done.stdout)  # type: ignore[union-attr]
     failing = [c for c in qa["result"]["calls"] if c["failed"]]
     assert failing and all(c["recording"] for c in failing) and qa["status"] == "ok"
@@ -210,7 +247,7 @@ def test_no_secret_leaks_at_the_most_verbose_level(
     # ------------------------------------------------ nothing in any file written
     written = [p for p in root.rglob("*") if p.is_file()]
     suffixes = {p.name for p in written}
-    assert "report.md" in suffixes and "call.wav" in suffixes
+    assert "report.md" in suffixes and "call.wav" in suffixes and "big.wav" not in suffixes
     assert any(name.endswith(".sqlite3") for name in suffixes), sorted(suffixes)
     assert len([p for p in written if p.parent.name == "recordings"]) == len(failing)
     for path in written:
@@ -219,13 +256,16 @@ def test_no_secret_leaks_at_the_most_verbose_level(
     # ------------------------------------------------ each secret reached its rightful server
     truto_mcp = truto_seen.mcp()
     assert truto_mcp and all(s.raw_path.startswith(f"/mcp/{url_token}") for s in truto_mcp)
-    assert all(s.headers.get("authorization") == f"Bearer {truto_token}" for s in truto_mcp)
-    assert all(e.status < 400 for e in truto.log.entries("mcp")), "the Truto-style server refused a request"
+    auths = [s.headers.get("authorization") for s in truto_mcp]
+    assert set(auths) == {f"Bearer {truto_token}", f"Bearer {wrong_token}"}  # the refused-auth run sent its own
+    refused = [e.status for e in truto.log.entries("mcp") if e.status >= 400]
+    assert refused and set(refused) == {401} and len(refused) == auths.count(f"Bearer {wrong_token}")
     vapi_calls = [e for e in vapi_like.log.entries("mcp") if e.rpc_method == "tools/call"]
     assert [(e.tool, e.status) for e in vapi_calls] == [("list_all_vapi_assistants", 200)]
     assert vapi_seen.mcp() and all(s.headers.get("authorization") == f"Bearer {vapi_key}" for s in vapi_seen.mcp())
     model_requests = qa_seen.seen + ask_seen.seen
     assert len(model_requests) == len(failing) + 2
+    assert len(echo_seen.seen) == 1 and len(failing_seen.seen) == 1
     assert all(s.headers.get("authorization") == f"Bearer {openai_key}" for s in model_requests)
 
     # ------------------------------------------------ and went nowhere else
@@ -234,7 +274,8 @@ def test_no_secret_leaks_at_the_most_verbose_level(
     assert any("X-Amz-Signature=" in s.query for s in media)  # so the signature checks above had work to do
     for seen in media:
         assert "authorization" not in seen.headers and "cookie" not in seen.headers, seen.path
-    assert other_seen.mcp() and all("authorization" not in s.headers for s in other_seen.mcp())
+    assert other_seen.mcp() and all("authorization" not in s.headers or s.query == f"key={query_value}"
+                                    for s in other_seen.mcp())
     everywhere_else = media + vapi_seen.seen + other_seen.seen + model_requests
     for seen in everywhere_else:
         assert truto_token not in json.dumps(seen.headers) + seen.raw_path + seen.query, seen.path

@@ -24,6 +24,7 @@ from agent.redact import register_secret
 from agent.store import (
     RUNS_TABLE_COLUMNS,
     SCHEMA_VERSION,
+    RunHandle,
     RunStore,
     default_store_path,
     parse_age,
@@ -559,3 +560,28 @@ def test_a_lock_held_past_the_timeout_is_lock_held(tmp_path: Path) -> None:
             other.close()
         s.checkpoint_put("job", "item", 1)
         assert s.checkpoints("job") == {"item": 1}
+
+
+def test_a_version_1_run_log_gains_the_outcome_column(tmp_path: Path) -> None:
+    """A run log written before tool-call outcomes were kept is migrated in place; old rows keep None."""
+    import sqlite3
+
+    from agent.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path, isolation_level=None)
+    for statement in MIGRATIONS[0][1]:
+        old.execute(statement)
+    old.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    old.execute("INSERT INTO schema_version (version) VALUES (1)")
+    old.execute("INSERT INTO runs (id, workflow, started_at) VALUES ('ab' || hex(randomblob(15)), 'ask', '2026')")
+    run_id = old.execute("SELECT id FROM runs").fetchone()[0]
+    old.execute("INSERT INTO tool_calls (run_id, seq, name, arguments, ok, at) VALUES (?, 1, 't', '{}', 1, '2026')",
+                (run_id,))
+    old.close()
+    with RunStore(path) as store:
+        run = store.get_run(run_id)
+        assert run.tool_calls[0].outcome is None
+        handle = RunHandle(store, run_id, "ask", started_at=T0)
+        handle.add_tool_call("create_a_vapi_campaign", {}, False, "yes", "write", "cut", outcome="cancelled")
+        assert [c.outcome for c in store.get_run(run_id).tool_calls] == [None, "cancelled"]

@@ -163,6 +163,61 @@ def test_yes_does_not_cover_a_destructive_tool(sandbox: Sandbox) -> None:
     assert kept in ids and removed not in ids
 
 
+# ---------------------------------------------------------------- destructive by effect, the proxy (issue 13, 4 and 6)
+def _campaign(sandbox: Sandbox, name: str) -> str:
+    """A scheduled campaign (far in the future, so it is still running when the test ends it)."""
+    phone = next(p for p in sandbox.workspace.list_objects("phone_numbers"))
+    created = sandbox.workspace.create_object("campaigns", {
+        "name": name, "assistantId": assistant_id(sandbox, "Renewal Outreach"), "phoneNumberId": phone["id"],
+        "customers": [{"number": "+14155550199"}], "schedulePlan": {"earliestAt": "2030-01-01T00:00:00.000Z"}})
+    return str(created["id"])
+
+
+def _status(sandbox: Sandbox, campaign_id: str) -> str:
+    return str(next(c for c in sandbox.workspace.list_objects("campaigns") if c["id"] == campaign_id)["status"])
+
+
+def test_ending_a_campaign_is_destructive_whatever_the_tool_is_called(sandbox: Sandbox) -> None:
+    kept, ended = _campaign(sandbox, "kept"), _campaign(sandbox, "ended")
+    tool = "update_a_vapi_campaign_by_id"
+    refused, renamed, allowed = run_many(
+        ["tools", "call", tool, "--args", json.dumps({"id": kept, "status": "ended"}), "--yes", "--json",
+         "--mcp-url", sandbox.mcp_url],
+        ["tools", "call", tool, "--args", json.dumps({"id": kept, "name": "renamed"}), "--yes", "--json",
+         "--mcp-url", sandbox.mcp_url],  # a change that can be undone: --yes is enough
+        ["tools", "call", tool, "--args", json.dumps({"id": ended, "status": "ended"}), "--allow", tool, "--json",
+         "--mcp-url", sandbox.mcp_url],
+    )
+    error = assert_refused(refused, tool)
+    assert "ends a campaign" in error["message"] and f"--allow {tool}" in error["message"]
+    assert renamed.returncode == 0, renamed.stderr
+    assert allowed.returncode == 0, allowed.stderr
+    assert _status(sandbox, kept) != "ended" and _status(sandbox, ended) == "ended"
+    sent = [(e.tool, e.arguments) for e in tool_calls(sandbox)]
+    assert sorted(json.dumps(s, sort_keys=True) for s in sent) == sorted(json.dumps(s, sort_keys=True) for s in [
+        (tool, {"id": kept, "name": "renamed"}), (tool, {"id": ended, "status": "ended"})])
+
+
+def test_the_proxy_is_judged_by_its_normalised_inner_tool_and_never_approved_itself(
+    serve_sandbox: Callable[..., Sandbox],
+) -> None:
+    sandbox = serve_sandbox(calls=30, tool_exposure="discovery")
+    victim = unreferenced_assistant(sandbox)
+    spaced = json.dumps({"tool_name": " delete_a_vapi_assistant_by_id", "arguments": {"id": victim}})
+    shouting = json.dumps({"tool_name": "DELETE_A_VAPI_ASSISTANT_BY_ID", "arguments": {"id": victim}})
+    outcomes = run_many(
+        ["tools", "call", "call_tool", "--args", spaced, "--yes", "--json", "--mcp-url", sandbox.mcp_url],
+        ["tools", "call", "call_tool", "--args", shouting, "--allow", "call_tool", "--yes", "--json",
+         "--mcp-url", sandbox.mcp_url],
+    )
+    for done in outcomes:
+        assert done.returncode == EXIT_APPROVAL, done.stderr
+        (error,) = envelope(done)["errors"]
+        assert error["message"].startswith("destructive tool")
+        assert "--allow delete_a_vapi_assistant_by_id" in error["message"].lower()
+    assert tool_calls(sandbox) == []  # nothing reached the server
+    assert victim in [a["id"] for a in sandbox.workspace.list_objects("assistants")]
+
 # ---------------------------------------------------------------- interactive prompt on a pseudo-terminal
 class Terminal:
     """A child process whose stdin, stdout and stderr are one pseudo-terminal (as in a shell)."""

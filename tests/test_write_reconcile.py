@@ -74,21 +74,36 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-class Gateway:
-    """ASGI wrapper for the MCP path: the first MCP POST whose body holds ``marker`` is answered HTTP
-    ``status`` by the gateway, ``before`` passing it on (nothing happens) or ``after`` the sandbox
-    handled it (the write is applied, its answer is lost). Counts what it saw."""
+class McpPostGate:
+    """Base of the ASGI wrappers in front of a sandbox: every request but an MCP POST passes unchanged;
+    an MCP POST goes to ``post`` with its first ``http.request`` message already received."""
 
-    def __init__(self, app: Any, *, marker: bytes, status: int, when: str) -> None:
-        self.app, self.marker, self.status, self.when = app, marker, status, when
-        self.seen = 0
-        self.armed = True
+    def __init__(self, app: Any) -> None:
+        self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith("/mcp/"):
             await self.app(scope, receive, send)
             return
-        message = await receive()
+        await self.post(scope, await receive(), receive, send)
+
+    async def post(self, scope: Scope, message: Message, receive: Receive, send: Send) -> None:
+        """Handle one MCP POST (``message`` is its first body message; ``receive`` gives the rest)."""
+        raise NotImplementedError
+
+
+class Gateway(McpPostGate):
+    """The first MCP POST whose body holds ``marker`` is answered HTTP ``status`` by the gateway,
+    ``before`` passing it on (nothing happens) or ``after`` the sandbox handled it (the write is
+    applied, its answer is lost). Counts what it saw."""
+
+    def __init__(self, app: Any, *, marker: bytes, status: int, when: str) -> None:
+        super().__init__(app)
+        self.marker, self.status, self.when = marker, status, when
+        self.seen = 0
+        self.armed = True
+
+    async def post(self, scope: Scope, message: Message, receive: Receive, send: Send) -> None:
         replay = _replay(message, receive)
         if self.marker not in message.get("body", b""):
             await self.app(scope, replay, send)
@@ -248,6 +263,63 @@ def test_an_http_502_on_the_mcp_post_before_the_write_is_reported_once(make_sand
     assert code == 3 and "nothing was created" in envelope["errors"][0]["message"]
     assert gateway.seen == 1  # the transport did not resend the write
     assert mcp_calls(sandbox, SQUAD_TOOL) == 0 and sandbox.workspace.list_objects("squads", name=body["name"]) == []
+
+
+class LateWrite(McpPostGate):
+    """The first write naming ``SQUAD_TOOL`` is answered HTTP 502 at once and handed to the sandbox only
+    just before the second squad listing after it, so the object exists for the second look of a
+    reconcile but not for the first (a server that lists a new object late)."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app)
+        self.pending: tuple[Scope, Message] | None = None
+        self.listings = 0
+
+    async def post(self, scope: Scope, message: Message, receive: Receive, send: Send) -> None:
+        body = message.get("body", b"")
+        if SQUAD_TOOL.encode() in body and self.pending is None:
+            while message.get("more_body", False):  # the whole request, to hand on later in one message
+                more = await receive()
+                body += more.get("body", b"")
+                message = {"type": "http.request", "body": body, "more_body": more.get("more_body", False)}
+            self.pending = (scope, message)
+            await send({"type": "http.response.start", "status": 502, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"Bad Gateway"})
+            return
+        if b"list_all_vapi_squads" in body and self.pending is not None:
+            self.listings += 1
+            if self.listings == 2:  # the first look found nothing; the write lands before the second
+                await self._apply_late(*self.pending)
+        await self.app(scope, _replay(message, receive), send)
+
+    async def _apply_late(self, scope: Scope, message: Message) -> None:
+        answered = asyncio.Event()
+
+        async def discard(sent: Message) -> None:  # the late request's answer goes nowhere
+            if sent["type"] == "http.response.body" and not sent.get("more_body", False):
+                answered.set()
+
+        async def disconnect() -> Message:  # its client goes away once it was answered
+            await answered.wait()
+            return {"type": "http.disconnect"}
+
+        await self.app(scope, _replay(message, disconnect), discard)
+
+
+async def test_a_write_listed_only_on_the_second_look_is_found(make_sandbox: Any,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """"Not found yet" is not "not created": the object that appears between the two looks is the result."""
+    sandbox = make_sandbox()
+    gateway = LateWrite(sandbox.app)
+    sandbox.app = gateway
+    body, matches = squad_body(sandbox)
+    async with open_runtime(settings(), sandbox=sandbox, notice=lambda _: None, store=None, prompt=None) as rt:
+        squad = await rt.vapi.create("squads.create", body, matches=matches, list_operation="squads.list")
+
+    (existing,) = sandbox.workspace.list_objects("squads", name=body["name"])
+    assert squad["id"] == existing["id"]
+    assert any("not found yet" in r.getMessage() for r in caplog.records)  # the first look came up empty
+    assert gateway.listings == 2 and mcp_calls(sandbox, SQUAD_TOOL) == 1  # looked twice; written once
 
 
 @pytest.mark.parametrize("status", [500, 503])

@@ -63,7 +63,10 @@ class TrutoAdminClient:
         import httpx2
 
         self.base_url = base_url.rstrip("/")
+        from agent.tls import shared_ssl_context
+
         self._http = httpx2.AsyncClient(base_url=self.base_url, transport=transport, follow_redirects=False,
+                                        verify=shared_ssl_context(),
                                         headers={"Authorization": f"Bearer {token}"},
                                         timeout=httpx2.Timeout(timeout))
 

@@ -21,7 +21,7 @@ from agent.inflight import INTERRUPTED_WRITES, LookupInterrupted, WriteReport
 from agent.mcp.catalogue import CatalogueTool, merge_catalogue
 from agent.mcp.connection import Connection
 from agent.mcp.decode import ToolOutput
-from agent.policy import Access, WriteGate
+from agent.policy import Access, Approval, WriteGate
 from agent.redact import redact_data
 from agent.usage import Usage
 
@@ -147,12 +147,34 @@ class Hub:
             record.error = exc.line() if isinstance(exc, AgentError) else str(exc)
             raise
         finally:
-            self.records.append(record)
-            sink = CALL_SINK.get()
-            if sink is not None:
-                sink.append(record)
-            if self.on_call is not None:
-                self.on_call(record)
+            self._record(record)
+
+    async def approve_local(self, name: str, arguments: dict[str, Any]) -> Approval:
+        """Gate an effect a workflow tool has on this machine (writing files), as a write named ``name``.
+
+        Refused under read-only, needs ``--yes``/``--allow NAME``/a yes otherwise; recorded like a call
+        (nothing is dispatched), so the run log and the loop's record say who approved it.
+        """
+        args = dict(arguments)
+        record = CallRecord(name=name, arguments=redact_data(args), ok=False, approved_by=None,
+                            access=Access.WRITE.value)
+        try:
+            approval: Approval = await self._approve(name, args, Access.WRITE, Access.WRITE)
+            record.approved_by, record.ok, record.outcome = approval.approved_by, True, "ok"
+            return approval
+        except ApprovalRequired as exc:
+            record.outcome, record.error = "refused", exc.line()
+            raise
+        finally:
+            self._record(record)
+
+    def _record(self, record: CallRecord) -> None:
+        self.records.append(record)
+        sink = CALL_SINK.get()
+        if sink is not None:
+            sink.append(record)
+        if self.on_call is not None:
+            self.on_call(record)
 
     async def _report_interrupted(self, name: str, args: dict[str, Any], sent_at: float) -> WriteReport:
         """Look up (bounded) what became of a write cut in flight, and hand it to the runner's report."""

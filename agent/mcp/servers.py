@@ -57,8 +57,10 @@ class ServerSpec:
     @property
     def display(self) -> str:
         """A printable identity without secrets (host only for URLs, the command for stdio)."""
-        if self.url:
-            return urlsplit(self.url).netloc or self.name
+        if self.url:  # host and port only: the userinfo of a URL is a secret
+            parts = urlsplit(self.url)
+            host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname or ""
+            return (f"{host}:{parts.port}" if parts.port else host) or self.name
         if self.command:
             return f"{self.name} ({Path(self.command).name})"
         return self.name

@@ -71,6 +71,12 @@ def display_name(url_or_key: Any) -> str:
     return f"{host}:{port}"
 
 
+def _shared_key(key: str, display: str) -> str:
+    from agent.ratelimit.shared import shared_key
+
+    return shared_key(key, display)
+
+
 def _port(parts: Any) -> int | None:
     try:
         port: int | None = parts.port
@@ -160,6 +166,7 @@ class Governor:
         sleep: Sleep = asyncio.sleep,
         fallback_pause: float = 1.0,
         reporter: WaitReporter | None = None,
+        shared: Any = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -171,6 +178,9 @@ class Governor:
         self.sleep = sleep
         self.fallback_pause = fallback_pause
         self.reporter = reporter or WaitReporter()
+        # ``agent.ratelimit.shared.SharedWindows``: the window as every process on this machine spends it
+        self.shared = shared
+        self.shared_key = None if shared is None else _shared_key(key, self.display_name)
         self.refusals = 0
         self._in_flight = 0
         self._remaining: int | None = None
@@ -206,12 +216,17 @@ class Governor:
             now = self.clock()
             self._roll(now)
             go, wake_at = self._gate(now)
+            if go and self.shared is not None:
+                # the machine-wide window (other processes spend it too): take one request of it, or wait
+                until = self.shared.reserve(self.shared_key, self.wall())
+                if until is not None:
+                    go, wake_at = False, now + max(0.0, until - self.wall())
             if go:
                 self._in_flight += 1
                 return
             if wake_at is not None and max_wait is not None and wake_at - started > max_wait:
                 raise self._beyond_budget(wake_at - now, max(0.0, max_wait - (now - started)))
-            if wake_at is not None and self._remaining == 0 and (
+            if wake_at is not None and (self._remaining == 0 or self.shared is not None) and wake_at - now > 0.2 and (
                 self._reported_until is None or self._reported_until <= now
             ):
                 # One event per wave: the first held caller reports it, the others wait silently.
@@ -280,6 +295,10 @@ class Governor:
         now = self.clock()
         received_at = now if received_at is None else received_at
         info = parse_rate_limit(headers, now=self.wall() - (now - received_at))
+        if self.shared is not None:
+            self.shared.observe(self.shared_key, status=status, received=self.wall() - (now - received_at),
+                                limit=info.limit, remaining=info.remaining, reset_after=info.reset_after,
+                                window=info.window)
         self._roll(now)
         refused = status == 429
         end = None if info.reset_after is None else received_at + info.reset_after
@@ -365,7 +384,11 @@ class Governor:
 class GovernorRegistry:
     """One ``Governor`` per upstream key, created on first use with shared settings."""
 
-    def __init__(self, **governor_options: Any) -> None:
+    def __init__(self, *, shared: Any = None, private_origins: tuple[str, ...] = (), **governor_options: Any) -> None:
+        # ``shared``: the machine-wide window store, used for every upstream but those under
+        # ``private_origins`` (an in-process sandbox: each process has its own, sharing its name only)
+        self._shared = shared
+        self._private_origins = tuple(origin.rstrip("/") + "/" for origin in private_origins)
         self._options = governor_options
         self._governors: dict[str, Governor] = {}
 
@@ -374,7 +397,8 @@ class GovernorRegistry:
         key = upstream_key(url)
         governor = self._governors.get(key)
         if governor is None:
-            governor = self._governors[key] = Governor(key, **self._options)
+            shared = None if key.startswith(self._private_origins) else self._shared
+            governor = self._governors[key] = Governor(key, shared=shared, **self._options)
         return governor
 
     def governors(self) -> list[Governor]:

@@ -74,6 +74,7 @@ class ToolCallRecord:
     error: str | None
     duration: float | None
     at: str
+    outcome: str | None = None  # ok | error | refused | cancelled (None in runs logged before it was kept)
 
 
 @dataclass(frozen=True)

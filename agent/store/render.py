@@ -15,6 +15,7 @@ from agent.store.timeutil import format_seconds, from_iso
 
 RUNS_TABLE_COLUMNS = ("id", "started", "workflow", "status", "duration", "tools", "cost", "summary")
 SUMMARY_WIDTH = 60
+_FAILED = {"error": "failed", "refused": "refused", "cancelled": "cancelled"}  # a tool call's outcome, as shown
 ARGUMENTS_WIDTH = 160
 
 
@@ -96,6 +97,7 @@ def run_detail(run: RunRecord) -> dict[str, Any]:
                 "approved_by": c.approved_by,
                 "access": c.access,
                 "error": c.error,
+                "outcome": c.outcome,
                 "duration_s": None if c.duration is None else round(c.duration, 3),
                 "at": c.at,
             }
@@ -144,7 +146,7 @@ def run_transcript_lines(run: RunRecord) -> list[str]:
     for m in run.messages:
         events.append((m.seq, f"[{m.role}] {_content_text(m.content)}"))
     for c in run.tool_calls:
-        outcome = "ok" if c.ok else f"failed: {c.error or 'error'}"
+        outcome = "ok" if c.ok else f"{_FAILED.get(c.outcome or 'error', 'failed')}: {c.error or c.outcome or 'error'}"
         approved = f"approved by {c.approved_by}" if c.approved_by else ""
         extras = ", ".join(part for part in (c.access, approved, format_seconds(c.duration)) if part)
         arguments = _clip(json.dumps(c.arguments, ensure_ascii=False, separators=(",", ":")), ARGUMENTS_WIDTH)

@@ -172,9 +172,9 @@ class RunStore:
                 )
             )
             tool_calls = tuple(
-                ToolCallRecord(seq, name, decode(args), bool(ok), approved_by, access, error, duration, at)
-                for seq, name, args, ok, approved_by, access, error, duration, at in conn.execute(
-                    "SELECT seq, name, arguments, ok, approved_by, access, error, duration, at"
+                ToolCallRecord(seq, name, decode(args), bool(ok), approved_by, access, error, duration, at, outcome)
+                for seq, name, args, ok, approved_by, access, error, duration, at, outcome in conn.execute(
+                    "SELECT seq, name, arguments, ok, approved_by, access, error, duration, at, outcome"
                     " FROM tool_calls WHERE run_id = ? ORDER BY seq",
                     (run.id,),
                 )
@@ -352,12 +352,16 @@ class RunHandle:
         access: str | None,
         error: str | None = None,
         duration: float | None = None,
+        outcome: str | None = None,
     ) -> int:
-        """Log a tool call: redacted arguments, success, who approved it, its access class, error and seconds."""
+        """Log a tool call: redacted arguments, success, who approved it, its access class, error, seconds and
+        outcome (ok | error | refused | cancelled; by default ok or error from ``ok``)."""
+        outcome = outcome or ("ok" if ok else "error")
         return self._append(
             "tool_calls",
-            "name, arguments, ok, approved_by, access, error, duration",
-            (text(name), encode(arguments), int(bool(ok)), text(approved_by), text(access), text(error), duration),
+            "name, arguments, ok, approved_by, access, error, duration, outcome",
+            (text(name), encode(arguments), int(bool(ok)), text(approved_by), text(access), text(error), duration,
+             text(outcome)),
         )
 
     def add_wait(self, upstream: str, seconds: float) -> int:

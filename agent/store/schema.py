@@ -90,6 +90,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX IF NOT EXISTS checkpoints_updated ON checkpoints(updated_at)",
         ),
     ),
+    # Every tool call's outcome: ok | error | refused | cancelled (a cut write carries what became of it).
+    (2, ("ALTER TABLE tool_calls ADD COLUMN outcome TEXT",)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -226,7 +228,12 @@ def migrate(conn: sqlite3.Connection) -> int:
             if version <= current:
                 continue
             for statement in statements:
-                conn.execute(statement)
+                try:
+                    conn.execute(statement)
+                except sqlite3.OperationalError as exc:
+                    # ADD COLUMN has no IF NOT EXISTS: a column already there was added by this same step.
+                    if "duplicate column name" not in str(exc):
+                        raise
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
             current = version

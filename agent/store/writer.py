@@ -159,9 +159,9 @@ class QueuedRun:
         self._submit("add_message", role, content)
 
     def add_tool_call(self, name: str, arguments: Any, ok: bool, approved_by: str | None, access: str | None,
-                      error: str | None = None, duration: float | None = None) -> None:
-        """Log a tool call."""
-        self._submit("add_tool_call", name, arguments, ok, approved_by, access, error, duration)
+                      error: str | None = None, duration: float | None = None, outcome: str | None = None) -> None:
+        """Log a tool call (``outcome``: ok | error | refused | cancelled)."""
+        self._submit("add_tool_call", name, arguments, ok, approved_by, access, error, duration, outcome)
 
     def add_wait(self, upstream: str, seconds: float) -> None:
         """Log a rate-limit wait."""

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import ConfigError
+from agent.redact import StreamRedactor, redact
+from agent.terminal import printable
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -64,10 +66,11 @@ def ask_body(options: AskOptions, *, model: Any = None, sandbox: Any = None) -> 
         limits = Limits(max_turns=options.max_turns, max_tool_calls=options.max_tool_calls,
                         max_cost=options.max_cost, deadline=ctx.settings.deadline)
         streaming = not ctx.settings.json and sys.stdout.isatty()
+        stream = StreamRedactor()  # the answer is shown redacted, as the envelope and the run log hold it
 
         def show(event: AgentEvent) -> None:
             if event.kind == "token" and streaming:
-                print(event.data["text"], end="", flush=True)
+                print(printable(stream.feed(event.data["text"])), end="", flush=True)
             elif event.kind == "tool_start" and not ctx.settings.json:
                 args = json.dumps(event.data["arguments"], ensure_ascii=False)
                 ctx.notice(f"→ {event.data['name']} {args[:120]}")
@@ -89,7 +92,7 @@ def ask_body(options: AskOptions, *, model: Any = None, sandbox: Any = None) -> 
             result = await run_agent(rt, prompt, limits=limits, on_event=show, run_log=CURRENT_RUN.get(),
                                      local_tools=workflow_tools(rt))
             if streaming and result.answer:
-                print(flush=True)
+                print(printable(stream.flush()), flush=True)
             outcome = Outcome(result=result, status="ok")
             if result.stop_error is not None:
                 outcome.errors = [result.stop_error.to_dict()]
@@ -103,7 +106,7 @@ def ask_body(options: AskOptions, *, model: Any = None, sandbox: Any = None) -> 
 def ask_render(outcome: Outcome, ctx: CommandContext) -> None:
     """Print the answer when it was not streamed (stdout not a terminal)."""
     if not sys.stdout.isatty() and outcome.result is not None:
-        print(outcome.result.answer)
+        print(printable(redact(outcome.result.answer)))
     for error in outcome.errors:
         ctx.notice(f"stopped: {error['message']}")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from agent.display import ID, NUMBER, TEXT, WHOLE, Column, byte_size, console, fit_table
@@ -62,7 +61,7 @@ def calls_recording_body(call_id: str, kind: str, out: str | None) -> Body:
     """
 
     async def body(ctx: CommandContext) -> Outcome:
-        from agent.files import output_file
+        from agent.files import is_safe_name, output_file
         from agent.media import download_recording
         from agent.runtime import open_runtime
 
@@ -70,22 +69,21 @@ def calls_recording_body(call_id: str, kind: str, out: str | None) -> Body:
         if kind not in kinds:
             raise ConfigError(f"--kind {kind!r} is not one of {', '.join(kinds)}")
         extension = "mp4" if kind == "video" else "wav"
+        if out is None and not is_safe_name(call_id):
+            raise ConfigError(f"the call id {call_id[:80]!r} cannot name a file", hint="give the file with --out FILE")
         output_file(out or "./", f"{call_id}-{kind}.{extension}", option="--out")  # fail before any request
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, store=None) as rt:
             full_id = str((await rt.vapi.resolve_id("call", call_id))["id"])
-            if not _SAFE_NAME.fullmatch(full_id):
+            if not is_safe_name(full_id):
                 raise UpstreamError(f"the server's call id {full_id[:80]!r} cannot be part of a file name",
                                     hint="give --out FILE")
             dest = output_file(out or "./", f"{full_id}-{kind}.{extension}", option="--out")
             progress = _byte_progress(rt.show_progress)
             saved = await download_recording(lambda: rt.vapi.recording_link(full_id, kind), dest, rt.media_http,
-                                             progress=progress)
+                                             max_bytes=ctx.settings.max_download_bytes, progress=progress)
         return Outcome(result={**saved.to_dict(), "call_id": full_id})
 
     return body
-
-
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def _byte_progress(show: bool) -> Callable[[int, int | None], None] | None:

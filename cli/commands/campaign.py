@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.display import ID, NUMBER, TEXT, WHOLE, Column, console, fit_table
+from agent.terminal import printable
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -61,7 +62,7 @@ def campaign_create_render(outcome: Outcome, ctx: CommandContext) -> None:
     if result.dry_run:
         print("dry run: nothing was created")
     else:
-        print(f"created campaign {result.campaign.get('id')} ({result.campaign.get('status')})")
+        print(printable(f"created campaign {result.campaign.get('id')} ({result.campaign.get('status')})"))
 
 
 def campaign_list_body() -> Body:
@@ -182,4 +183,4 @@ def campaign_cancel_body(campaign_id: str) -> Body:
 
 def print_result_line(outcome: Outcome, ctx: CommandContext) -> None:
     """Generic: ``key: value`` of a flat result."""
-    print(", ".join(f"{k}: {v}" for k, v in outcome.result.items()))
+    print(printable(", ".join(f"{k}: {v}" for k, v in outcome.result.items())))

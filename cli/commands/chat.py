@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import AgentError, ConfigError
+from agent.redact import StreamRedactor, redact
+from agent.terminal import printable
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -30,8 +32,7 @@ def chat_body(options: ChatOptions, *, model: Any = None, sandbox: Any = None) -
     """``vapi-agent chat``: the interactive REPL (``cli.repl``); needs a terminal and a model."""
 
     async def body(ctx: CommandContext) -> Outcome:
-        from rich.console import Console
-
+        from agent.display import console
         from agent.loop import Limits
         from agent.model import price_for, require_model
         from agent.runtime import open_runtime
@@ -47,7 +48,7 @@ def chat_body(options: ChatOptions, *, model: Any = None, sandbox: Any = None) -
         if model is None:
             require_model(ctx.settings)
         price = parse_price(options.price)
-        view = TurnView(Console(highlight=False))
+        view = TurnView(console(highlight=False))
         approval = InlineApproval(view)
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=view.notice, model=model, sandbox=sandbox,
                                 prompt=approval) as rt:
@@ -85,19 +86,19 @@ def assistant_chat_body(options: AssistantChatOptions, *, sandbox: Any = None, o
 
     async def body(ctx: CommandContext) -> Outcome:
         from agent.assistant_chat import DELTA, AssistantChat, ChatEvent, ChatReply
-        from agent.display import terminal_text
         from agent.runtime import open_runtime
 
         show = not ctx.settings.json
+        stream = StreamRedactor()  # deltas are server text: redacted and printable, like every other line
         streamed: list[str] = []  # what this turn printed as it arrived
 
         def printer(event: ChatEvent) -> None:
             if on_event is not None:
                 on_event(event)
             if show and event.type == DELTA:
-                delta = terminal_text(str(event.data.get("delta", "")), keep_newlines=True)
+                delta = str(event.data.get("delta", ""))
                 streamed.append(delta)
-                print(delta, end="", flush=True)
+                print(printable(stream.feed(delta)), end="", flush=True)
 
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice, sandbox=sandbox, store=None,
                                 prompt=None) as rt:
@@ -114,10 +115,10 @@ def assistant_chat_body(options: AssistantChatOptions, *, sandbox: Any = None, o
                     replies.append(reply)
                     sent.append(message)
                     if show and not streamed:  # the reply arrived whole (the MCP route): print it now
-                        print(terminal_text(reply.text, keep_newlines=True), end="")
+                        print(printable(redact(reply.text)), end="")
                 finally:
-                    if show:
-                        print(flush=True)  # end the streamed line, also after a dropped stream
+                    if show:  # end the streamed line, also after a dropped stream
+                        print(printable(stream.flush()), flush=True)
 
             interactive = options.message is None and lines is None and sys.stdin.isatty() and show
             if options.message is not None:
@@ -166,6 +167,7 @@ async def _interactive(ctx: CommandContext, name: str, one: Callable[[str], Awai
     from prompt_toolkit import PromptSession
 
     session: PromptSession[str] = PromptSession()
+    name = printable(name, one_line=True)
     print(f"chatting with {name} (empty line, /exit or Ctrl-D to stop)", file=sys.stderr)
     while True:
         try:

@@ -33,17 +33,20 @@ def doctor_body() -> Body:
 
 def doctor_render(outcome: Outcome, ctx: CommandContext) -> None:
     """Servers, then the capability matrix."""
-    from rich.console import Console
+    from rich.text import Text
 
-    console = Console()
+    from agent.display import console as make_console
+
+    console = make_console()
     for server in outcome.result["servers"]:
-        console.print(f"[green]✓[/green] {server['name']} ({server['kind']}, {server['transport']}) at "
-                      f"{server['endpoint']}: {server['tools']} tools, protocol {server['protocol']}")
+        console.print(Text.assemble(("✓", "green"), f" {server['name']} ({server['kind']}, {server['transport']}) at "
+                                    f"{server['endpoint']}: {server['tools']} tools, protocol {server['protocol']}"))
     for workflow, info in outcome.result["workflows"].items():
         if info["supported"]:
-            console.print(f"  [green]✓[/green] {workflow}")
+            console.print(Text.assemble("  ", ("✓", "green"), f" {workflow}"))
         else:
-            console.print(f"  [red]✗[/red] {workflow}: " + "; ".join(f"{k} ({v})" for k, v in info["missing"].items()))
+            missing = "; ".join(f"{k} ({v})" for k, v in info["missing"].items())
+            console.print(Text.assemble("  ", ("✗", "red"), f" {workflow}: {missing}"))
     console.print(f"model: {outcome.result['model']['summary']}", highlight=False, soft_wrap=True)
 
 

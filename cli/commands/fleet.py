@@ -33,8 +33,9 @@ def accounts_body(source: dict[str, Any], tenant: str | None, status: str | None
 
 def accounts_render(outcome: Outcome, ctx: CommandContext) -> None:
     """A table: name, tenant, status, sandbox mode, how the account is reached."""
-    from rich.console import Console
     from rich.table import Table
+
+    from agent.display import console
 
     table = Table(title=f"{len(outcome.result['accounts'])} accounts ({outcome.result['source']})")
     for column in ("account", "tenant", "status", "sandbox mode", "reached by"):
@@ -43,7 +44,7 @@ def accounts_render(outcome: Outcome, ctx: CommandContext) -> None:
         reached = (account["truto_account_id"] and f"Truto {account['truto_account_id']}") or account["credential"]
         table.add_row(account["name"], account["tenant"] or "—", account["status"],
                       "yes" if account["is_sandbox"] else "no", str(reached))
-    Console().print(table)
+    console().print(table)
 
 
 # ---------------------------------------------------------------- fleet cleanup
@@ -133,14 +134,10 @@ def fleet_resume_body(run_id: str, queue_url: str | None, *, sandbox: Any = None
 
 def fleet_render(outcome: Outcome, ctx: CommandContext) -> None:
     """The fleet table (worst first) and the totals; pending accounts while the run goes on."""
-    from rich.console import Console
-
+    from agent.display import console
     from workflows.fleet.render import render_terminal
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)
-    render_terminal(outcome.result, console)
+    render_terminal(outcome.result, console())
     for path in outcome.result.files:
         ctx.notice(f"wrote {path}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from agent.terminal import escape_c1_in_json
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -24,7 +25,7 @@ def logs_body(run_id: str | None, limit: int) -> Body:
 def logs_render(outcome: Outcome, ctx: CommandContext) -> None:
     """A table of runs, or one run as indented JSON."""
     if "run" in outcome.result:
-        print(json.dumps(outcome.result["run"], indent=2, ensure_ascii=False, default=str))
+        print(escape_c1_in_json(json.dumps(outcome.result["run"], indent=2, ensure_ascii=False, default=str)))
         return
     from agent.display import ID, NUMBER, TEXT, WHOLE, Column, console, fit_table
 

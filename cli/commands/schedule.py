@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.terminal import printable
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -44,7 +45,7 @@ def schedule_add_render(outcome: Outcome, ctx: CommandContext) -> None:
     r = outcome.result
     where = "and in your crontab" if r["in_crontab"] else \
         "(not in the crontab: --no-crontab)" if r["local_only"] else "(not in a crontab)"
-    print(f"scheduled {r['name']} ({r['cron']}) {where}; next run {r['next_run']}; log {r['log']}")
+    print(printable(f"scheduled {r['name']} ({r['cron']}) {where}; next run {r['next_run']}; log {r['log']}"))
 
 
 def schedule_list_body() -> Body:
@@ -138,5 +139,5 @@ def _scheduler(use_crontab: bool) -> Any:
 
 def print_line(outcome: Outcome, ctx: CommandContext) -> None:
     """``key: value`` of a flat result."""
-    print(", ".join(f"{k}: {v}" for k, v in outcome.result.items()), file=sys.stdout)
+    print(printable(", ".join(f"{k}: {v}" for k, v in outcome.result.items())), file=sys.stdout)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.display import terminal_text
+from agent.terminal import printable
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -17,9 +18,9 @@ def squad_create_body(params: dict[str, Any]) -> Body:
 
         def show(body_: dict[str, Any], names: dict[str, str]) -> None:
             if not ctx.settings.json:
-                from rich.console import Console
+                from agent.display import console
 
-                Console(stderr=True, highlight=False).print(plan_tree(body_, names))
+                console(stderr=True, highlight=False).print(plan_tree(body_, names))
 
         async with open_runtime(ctx.settings, usage=ctx.usage, notice=ctx.notice) as rt:
             result = await squad.create(rt, squad.SquadParams(**params), show_plan=show)
@@ -49,4 +50,4 @@ def plan_tree(body: dict[str, Any], names: dict[str, str]) -> Any:
 def squad_create_render(outcome: Outcome, ctx: CommandContext) -> None:
     """One line."""
     result = outcome.result
-    print("dry run: nothing was created" if result.dry_run else f"created squad {result.squad.get('id')}")
+    print("dry run: nothing was created" if result.dry_run else printable(f"created squad {result.squad.get('id')}"))

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from agent.errors import ConfigError
+from agent.terminal import escape_c1_in_json
 from cli.runner import Body, CommandContext, Outcome
 
 
@@ -79,4 +80,4 @@ def tools_call_body(name: str, args_json: str) -> Body:
 
 def print_json_result(outcome: Outcome, ctx: CommandContext) -> None:
     """Pretty JSON of the result on stdout."""
-    print(json.dumps(outcome.result, indent=2, ensure_ascii=False, default=str))
+    print(escape_c1_in_json(json.dumps(outcome.result, indent=2, ensure_ascii=False, default=str)))

@@ -25,7 +25,8 @@ from rich.text import Text
 
 from agent.approval import describe_call
 from agent.policy import Access
-from agent.redact import redact, redact_data
+from agent.redact import StreamRedactor, redact, redact_data
+from agent.terminal import printable
 
 ARGS_SHOWN = 100  # characters of a tool call's arguments shown on its line
 REFRESH_EVERY = 0.05  # seconds between redraws of the streaming answer
@@ -43,7 +44,8 @@ class TurnView:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.cancelled = False
-        self._text = ""
+        self._text = ""  # what is shown: redacted, printable
+        self._stream = StreamRedactor()
         self._live: Live | None = None
         self._last_draw = 0.0
         self._started: dict[str, list[float]] = {}
@@ -53,7 +55,7 @@ class TurnView:
         """Append streamed answer text and redraw it as markdown (throttled)."""
         if self.cancelled:
             return
-        self._text += text
+        self._text += printable(self._stream.feed(text))
         if self._live is None:
             self._live = Live(Markdown(self._text), console=self.console, auto_refresh=False,
                               vertical_overflow="visible", redirect_stdout=False, redirect_stderr=False)
@@ -66,6 +68,7 @@ class TurnView:
 
     def close_text(self) -> None:
         """Finish the streaming answer (final redraw); later output starts below it."""
+        self._text += printable(self._stream.flush())
         if self._live is not None:
             self._live.update(Markdown(self._text), refresh=True)
             self._live.stop()
@@ -83,8 +86,8 @@ class TurnView:
         elif event.kind == "tool_start":
             self.close_text()
             self._started.setdefault(data["name"], []).append(time.monotonic())
-            self.console.print(Text.assemble(("→ ", "cyan"), (data["name"], "bold"), " ",
-                                             (short_arguments(data.get("arguments", {})), "dim")))
+            self.console.print(Text.assemble(("→ ", "cyan"), (printable(data["name"], one_line=True), "bold"), " ",
+                                             (printable(short_arguments(data.get("arguments", {}))), "dim")))
         elif event.kind == "tool_end":
             self.close_text()
             starts = self._started.get(data["name"]) or [time.monotonic()]
@@ -94,8 +97,10 @@ class TurnView:
     def tool_outcome(self, name: str, ok: bool, refused: str | None = None, took: float | None = None) -> None:
         """One line: the tool and how it ended (ok, failed, refused), with its duration."""
         seconds = f" ({took:.1f} s)" if took is not None else ""
+        name = printable(name, one_line=True)
         if refused:
-            self.console.print(Text.assemble(("  ✗ ", "yellow"), name, (f" refused: {redact(refused)}", "yellow")))
+            why = printable(redact(refused), one_line=True)
+            self.console.print(Text.assemble(("  ✗ ", "yellow"), name, (f" refused: {why}", "yellow")))
         elif ok:
             self.console.print(Text.assemble(("  ✓ ", "green"), name, (seconds, "dim")))
         else:
@@ -104,14 +109,14 @@ class TurnView:
     def notice(self, message: str) -> None:
         """A runtime notice (rate-limit waits, the sandbox line), dimmed, between answer chunks."""
         if self._live is not None:
-            self._live.console.print(Text(redact(message), style="dim"))
+            self._live.console.print(Text(printable(redact(message)), style="dim"))
         else:
-            self.console.print(Text(redact(message), style="dim"))
+            self.console.print(Text(printable(redact(message)), style="dim"))
 
     def error(self, message: str) -> None:
         """An error line in red."""
         self.close_text()
-        self.console.print(Text(redact(message), style="red"))
+        self.console.print(Text(printable(redact(message)), style="red"))
 
     def reset(self) -> None:
         """Before a new turn."""

@@ -53,6 +53,9 @@ class SandboxConfig:
     ``drop_sse`` (SSE chat streams stop after a few events without ``response.completed``),
     ``time_scale`` (campaign clock speed), ``link_ttl`` (seconds a recording link / presigned URL
     lives).
+    Hostile data: ``hostile`` plants what a broken or malicious server might send: the newest ended
+    call of Support gets the id ``HOSTILE_CALL_ID`` (``../../``, a path escape) and the Onboarding
+    Draft assistant is named ``HOSTILE_ASSISTANT_NAME`` (terminal control codes).
     """
 
     seed: int = 7
@@ -80,3 +83,8 @@ class SandboxConfig:
     drop_sse: bool = False
     time_scale: float = 1.0
     link_ttl: float = 300.0
+    hostile: bool = False
+
+
+HOSTILE_CALL_ID = "../../escaped-recording"
+HOSTILE_ASSISTANT_NAME = "Evil\x1b[2J\x1b]0;PWNED\x07"

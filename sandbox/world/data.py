@@ -22,6 +22,7 @@ import numpy as np
 
 from sandbox.world.callgen import JOBS, STATUSES, CallSpec, Draw, Persona, draw, spec_from_draw
 from sandbox.world.calljson import build_call, conversation, ms_of
+from sandbox.world.config import HOSTILE_ASSISTANT_NAME, HOSTILE_CALL_ID
 from sandbox.world.conversations import COMPANY, Conversation
 from sandbox.world.entities import ASSISTANTS, OUTPUT_KEYS, PROMPTS, VOICEMAIL, Catalog, build_catalog
 from sandbox.world.ids import stable_uuid
@@ -98,11 +99,14 @@ def draw_for_assistants(rng: np.random.Generator, assistant: np.ndarray) -> Draw
 class Dataset:
     """The generated calls of one workspace, as columns plus lazy per-call JSON."""
 
-    def __init__(self, seed: int, calls: int, anchor: datetime) -> None:
+    def __init__(self, seed: int, calls: int, anchor: datetime, *, hostile: bool = False) -> None:
         self.seed = seed
         self.n = calls
         self.anchor_ms = ms_of(anchor)
         self.catalog = build_catalog(seed, anchor)
+        if hostile:  # SandboxConfig.hostile: a name full of terminal control codes
+            keys = [s.key for s in ASSISTANTS]
+            self.catalog.assistants[keys.index("onboarding")]["name"] = HOSTILE_ASSISTANT_NAME
         self.personas = [persona_for(self.catalog, i) for i in range(len(ASSISTANTS))]
         rng = np.random.default_rng([seed, 0xCA11])
         self.created_ms, self.assistant, self.status = self._layout(rng)
@@ -116,6 +120,13 @@ class Dataset:
         self.updated_ms = np.where(live, self.created_ms, ended_ms + self.draw.update_delay_ms).astype(np.int64)
         self._ids: list[str] | None = None
         self._index: dict[str, int] | None = None
+        self._hostile_index = self._newest_ended("support") if hostile else None
+
+    def _newest_ended(self, key: str) -> int | None:
+        """The index of the newest ended call of assistant ``key`` (where ``hostile`` plants its id)."""
+        wanted = [s.key for s in ASSISTANTS].index(key)
+        hits = np.flatnonzero((self.assistant == wanted) & self.ended)
+        return int(hits[-1]) if len(hits) else None
 
     # ------------------------------------------------------------------ layout
     def _layout(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -143,12 +154,12 @@ class Dataset:
         """The id of call ``i``."""
         if self._ids is not None:
             return self._ids[i]
-        return stable_uuid(self.seed, "call", i)
+        return HOSTILE_CALL_ID if i == self._hostile_index else stable_uuid(self.seed, "call", i)
 
     def ids(self) -> list[str]:
         """Every call id in index order (built once, on first use)."""
         if self._ids is None:
-            self._ids = [stable_uuid(self.seed, "call", i) for i in range(self.n)]
+            self._ids = [self.call_id(i) for i in range(self.n)]
         return self._ids
 
     def index_of(self, call_id: str) -> int | None:

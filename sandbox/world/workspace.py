@@ -77,7 +77,7 @@ class Workspace(ObjectStore):
         self.config = config
         self.clock = clock
         self.anchor = anchor
-        self.data = Dataset(config.seed, config.calls, anchor)
+        self.data = Dataset(config.seed, config.calls, anchor, hostile=config.hostile)
         self._lock = threading.RLock()
         catalog = copy.deepcopy(self.data.catalog)
         self._store: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.errors import ConfigError
-from agent.policy import Access
 from agent.runtime import Runtime
 from agent.timeparse import iso_ms, parse_duration
 from workflows.campaign.leads import Leads, read_leads
@@ -202,13 +201,14 @@ async def status(rt: Runtime, campaign_id: str) -> dict[str, Any]:
 
 
 async def cancel(rt: Runtime, campaign_id: str) -> dict[str, Any]:
-    """Cancel a campaign: destructive in effect (calls stop), so it needs confirmation or ``--allow``."""
+    """Cancel a campaign: destructive in effect (the gate's ``IRREVERSIBLE_EFFECTS``: calls stop for good), so
+    it needs confirmation or ``--allow``."""
     binding = rt.vapi.binding("campaigns.update")
     if binding is None:
         rt.vapi.require_workflow("campaign")
         raise ConfigError("the server cannot update campaigns")
     campaign_id = str((await rt.vapi.resolve_id("campaign", campaign_id))["id"])
-    output = await rt.hub.call(binding[1].name, {"id": campaign_id, "status": "cancelled"}, at_least=Access.DESTRUCTIVE)
+    output = await rt.hub.call(binding[1].name, {"id": campaign_id, "status": "cancelled"})
     output.raise_for_error()
     return output.data if isinstance(output.data, dict) else {"id": campaign_id, "status": "cancelled"}
 

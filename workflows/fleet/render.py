@@ -1,6 +1,6 @@
 """The fleet table on the terminal, and the fleet summary as md/csv/html/json files.
 
-Account names and error messages come from servers (untrusted text): the table escapes rich markup,
+Account names and error messages come from servers (untrusted text): table cells are never markup,
 the HTML escapes everything, and terminal control characters are removed before printing.
 """
 
@@ -81,14 +81,14 @@ def totals_line(result: FleetResult) -> str:
 
 def render_terminal(result: FleetResult, console: Any) -> None:
     """The rich table, worst first, and the totals line."""
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"fleet {result.workflow} {result.run_id}")
     for title in header(result):
         table.add_column(title, overflow="fold")
     for row in rows(result):
-        table.add_row(*[escape(cell) for cell in row])
+        table.add_row(*[Text(cell) for cell in row])  # shown as written: never markup
     console.print(table)
     console.print(totals_line(result))
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError, ToolError
-from agent.files import copy_atomically, output_folder
+from agent.errors import ConfigError, ToolError, UnsafeInput
+from agent.files import copy_atomically, output_folder, path_inside
 from agent.media import download_recording
 from agent.runtime import Runtime
 from agent.timeparse import parse_duration
@@ -132,7 +132,7 @@ async def _grade_one(rt: Runtime, params: QAParams, assistant: dict[str, Any], m
         cached = rt.store.checkpoint_get(job, call["id"])
         if cached is not None and _checkpoint_usable(cached):
             reused: dict[str, Any] = dict(cached["entry"])
-            recording = await _recording_for(rt, params, call, reused)
+            recording = await _recording_for(rt, params, call, reused, result)
             if recording != reused.get("recording"):
                 reused["recording"] = recording
                 rt.store.checkpoint_put(job, call["id"], {**cached, "entry": reused})
@@ -148,7 +148,7 @@ async def _grade_one(rt: Runtime, params: QAParams, assistant: dict[str, Any], m
     if value is None:
         entry["notes"].append(f"the call has no {metric.name} value")
     earlier = ((cached or {}).get("entry") or {}).get("recording")  # graded again (now analysed): keep its file
-    entry["recording"] = await _recording_for(rt, params, call, {**entry, "recording": earlier})
+    entry["recording"] = await _recording_for(rt, params, call, {**entry, "recording": earlier}, result)
     analysed = False
     if failed and rt.model is not None:
         analysis = await analyse_call(rt.model, call, assistant, metric.name, value, params.threshold)
@@ -176,13 +176,26 @@ def _wants_recording(params: QAParams, failed: bool) -> bool:
     return params.recordings == "all" or (params.recordings == "failing" and failed)
 
 
-async def _recording_for(rt: Runtime, params: QAParams, call: dict[str, Any],
-                         entry: dict[str, Any]) -> dict[str, Any] | None:
+async def _recording_for(rt: Runtime, params: QAParams, call: dict[str, Any], entry: dict[str, Any],
+                         result: QAResult) -> dict[str, Any] | None:
     """The recording of a call; one an earlier run saved (``entry["recording"]``) counts only while intact.
 
     When this run wants it: kept where it is when that is the current ``--recordings-dir``, copied
-    into a new one when the old file is intact (no download), downloaded again otherwise.
+    into a new one when the old file is intact (no download), downloaded again otherwise. A call id
+    that cannot name a file refuses this call's recording (a note and an ``unsafe_input`` error); the
+    run goes on.
     """
+    try:
+        return await _saved_recording(rt, params, call, entry)
+    except UnsafeInput as exc:
+        entry.setdefault("notes", []).append(f"recording not saved: {exc.message}")
+        result.errors.append({"code": exc.code, "message": f"call {call['id']!r}: {exc.line()}",
+                              "call_id": call["id"]})
+        return None
+
+
+async def _saved_recording(rt: Runtime, params: QAParams, call: dict[str, Any],
+                           entry: dict[str, Any]) -> dict[str, Any] | None:
     recording: dict[str, Any] | None = entry.get("recording")
     if recording is not None and not _file_matches(Path(recording["path"]), recording["sha256"]):
         recording = None  # moved, deleted or changed since: never reported
@@ -212,14 +225,16 @@ def _file_matches(path: Path, sha256: str) -> bool:
 
 
 def _recording_path(params: QAParams, call: dict[str, Any]) -> Path:
-    return Path(params.recordings_dir) / f"{call['id']}-mono.wav"
+    # The id comes from the server: it names a file only if it is a safe token inside the folder.
+    return path_inside(Path(params.recordings_dir), f"{call['id']}-mono.wav", what=f"the call id {call['id']!r}")
 
 
 async def _fetch_recording(rt: Runtime, params: QAParams, call: dict[str, Any],
                            entry: dict[str, Any]) -> dict[str, Any] | None:
     dest = _recording_path(params, call)
     try:
-        saved = await download_recording(lambda: rt.vapi.recording_link(call["id"], "mono"), dest, rt.media_http)
+        saved = await download_recording(lambda: rt.vapi.recording_link(call["id"], "mono"), dest, rt.media_http,
+                                         max_bytes=rt.settings.max_download_bytes)
     except ToolError as exc:
         if exc.status == 404:
             reason = call.get("endedReason") or "unknown"

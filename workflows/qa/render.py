@@ -8,6 +8,7 @@ from typing import Any
 from rich.text import Text
 
 from agent.display import ID, NUMBER, WHOLE, Column, byte_size, fit_table, terminal_text
+from agent.terminal import printable
 from workflows.qa.grade import QAResult
 
 
@@ -49,7 +50,7 @@ def to_markdown(result: QAResult) -> str:
         lines += ["", f"> {error['code']}: {error['message']}"]
     for note in result.notes:
         lines += ["", f"> {note}"]
-    return "\n".join(lines) + "\n"
+    return printable("\n".join(lines) + "\n")  # server text (names, quotes) without terminal controls
 
 
 CALL_COLUMNS = (
@@ -80,7 +81,7 @@ def render_terminal(result: QAResult, console: Any) -> None:
     console.print(fit_table(CALL_COLUMNS, rows, console.width, title=title, row_styles=styles, notes=notes))
     skipped = any(e["code"] == "analysis_skipped" for e in result.errors)
     for call in result.failing:
-        console.print(f"\n[bold]{call['id']}[/bold] ({_value(call['value'])})")
+        console.print(Text.assemble("\n", (call["id"], "bold"), f" ({_value(call['value'])})"))
         if call.get("recording"):
             rec = call["recording"]
             length = f", {rec['duration_seconds']:.0f} s" if rec.get("duration_seconds") else ""
@@ -88,7 +89,7 @@ def render_terminal(result: QAResult, console: Any) -> None:
             fits = len(where) + 1 + len(size) <= console.width
             console.print(Text(f"{where} {size}" if fits else f"{where}\n    {size}"), soft_wrap=True)
         if not call["findings"] and skipped:
-            console.print("  [dim]not analysed: no model configured[/dim]")
+            console.print("  not analysed: no model configured", style="dim")
         for finding in call["findings"]:
             console.print(Text(f"  {finding['at_seconds']:.1f}s “{terminal_text(finding['quote'])}”\n"
                                f"    {terminal_text(finding['problem'])}\n"
@@ -96,7 +97,7 @@ def render_terminal(result: QAResult, console: Any) -> None:
         for note in call.get("notes") or []:
             console.print(Text(f"  {terminal_text(note)}", style="dim"))
     if result.recommendations:
-        console.print("\n[bold]Recommendations[/bold]")
+        console.print("\nRecommendations", style="bold")
         for rec in result.recommendations:
             console.print(Text(f"  • {terminal_text(rec['text'])}"))
     for note in result.notes:
