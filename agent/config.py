@@ -60,12 +60,16 @@ ENV_VARS: dict[str, str] = {
     "write_dirs": "VAPI_AGENT_WRITE_DIRS",
     "truto_api": "VAPI_AGENT_TRUTO_API",
     "queue_url": "VAPI_AGENT_QUEUE_URL",
+    "fleet_concurrency": "VAPI_AGENT_FLEET_CONCURRENCY",
     "truto_api_token": "TRUTO_API_TOKEN",
     "vapi_api_key": "VAPI_API_KEY",
     "openai_api_key": "OPENAI_API_KEY",
     "openai_base_url": "OPENAI_BASE_URL",
 }
 SECRET_FIELDS = ("truto_api_token", "vapi_api_key", "openai_api_key")
+# Settings whose command-line flag is not ``--`` + the name (``fleet --concurrency`` is accounts at a time,
+# not the per-upstream request concurrency of ``concurrency``).
+FLAG_NAMES: dict[str, str] = {"fleet_concurrency": "--concurrency"}
 
 
 # ---------------------------------------------------------------- value checks (shared with agent.mcp.servers)
@@ -205,6 +209,7 @@ class Settings:
         DEFAULT_MAX_DOWNLOAD_BYTES)
     truto_api: HttpUrl | None = None
     queue_url: QueueUrl | None = None  # the fleet queue's PostgreSQL URL; its password is a secret
+    fleet_concurrency: Annotated[Count, Field(ge=1, le=256)] | None = None  # fleet runs: accounts at a time (8)
     truto_api_token: Secret | None = None
     vapi_api_key: Secret | None = None
     openai_api_key: Secret | None = None
@@ -332,7 +337,7 @@ def load_settings(
             values[name], sources[name] = env[var], var
     _validated(values, sources)
     for name, value in given.items():
-        values[name], sources[name] = value, "--" + name.replace("_", "-")
+        values[name], sources[name] = value, FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
 
     settings = _validated(values, sources)
     for secret_field in SECRET_FIELDS:

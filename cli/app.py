@@ -77,10 +77,10 @@ def root(
     """vapi-agent."""
 
 
-def _settings(command_flags: dict[str, Any] | None = None) -> Any:
+def _settings() -> Any:
     from agent.config import load_settings
 
-    return load_settings({**COMMON_FLAGS, **(command_flags or {})})
+    return load_settings(COMMON_FLAGS)
 
 
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
@@ -124,17 +124,15 @@ def sandbox_reset() -> None:
 
 
 def _run(workflow: str, body: Any, render: Any = None, *, lock: bool = False, deadline_inside: bool = False,
-         record: bool = True, settings_flags: dict[str, Any] | None = None) -> None:
+         record: bool = True) -> None:
     """Run one library coroutine through the command runner and exit with its code.
 
     Settings are validated first: a bad one is exit 2 (with its envelope) before anything starts.
-    ``settings_flags``: a command's own options that are settings (``--truto-api``, ``--queue-url``),
-    validated with the rest and named as flags.
     """
     from cli.runner import fail_before_start, run_command
 
     try:
-        settings = _settings(settings_flags)
+        settings = _settings()
     except AgentError as exc:
         raise typer.Exit(fail_before_start(workflow, exc, json=bool(COMMON_FLAGS.get("json")))) from None
     raise typer.Exit(run_command(workflow, settings, body, render, lock=lock, deadline_inside=deadline_inside,
@@ -432,7 +430,13 @@ SANDBOX_ACCOUNTS_HELP = "With the embedded sandbox: how many simulated accounts 
 
 
 def _fleet_source(accounts: str | None, truto_api: str | None, sandbox_accounts: int | None) -> dict[str, Any]:
-    return {"accounts_file": accounts, "truto_api": truto_api, "sandbox_accounts": sandbox_accounts}
+    _fleet_settings(truto_api=truto_api)
+    return {"accounts_file": accounts, "sandbox_accounts": sandbox_accounts}
+
+
+def _fleet_settings(**flags: Any) -> None:
+    """The fleet's flags that are settings (validated with the others by ``agent.config``, exit 2 on a bad one)."""
+    COMMON_FLAGS.update(flags)
 
 
 @fleet_app.command("accounts")
@@ -448,7 +452,7 @@ def fleet_accounts(
     from cli.commands import fleet
 
     _run("fleet.accounts", fleet.accounts_body(_fleet_source(accounts, truto_api, sandbox_accounts), tenant, status),
-         fleet.accounts_render, settings_flags={"truto_api": truto_api})
+         fleet.accounts_render)
 
 
 @fleet_app.command("cleanup")
@@ -464,22 +468,23 @@ def fleet_cleanup(
     from cli.commands import fleet
 
     _run("fleet.cleanup", fleet.cleanup_body(_fleet_source(accounts, truto_api, sandbox_accounts), dry_run, run_id),
-         fleet.cleanup_render, settings_flags={"truto_api": truto_api})
+         fleet.cleanup_render)
 
 
+FLEET_CONCURRENCY_HELP = "Accounts at a time, in-process runs (default 8; env VAPI_AGENT_FLEET_CONCURRENCY)."
 QUEUE_URL_HELP = "PostgreSQL URL of the fleet queue: enqueue for `vapi-agent worker`s (env VAPI_AGENT_QUEUE_URL)."
 
 
 def _fleet_run(workflow: str, params: dict[str, Any], *, accounts: str | None, truto_api: str | None,
                sandbox_accounts: int | None, tenant: str | None, status: str | None, account: list[str],
-               concurrency: int, out: str | None, queue_url: str | None, detach: bool) -> None:
+               concurrency: int | None, out: str | None, queue_url: str | None, detach: bool) -> None:
     from cli.commands import fleet
 
+    _fleet_settings(queue_url=queue_url, fleet_concurrency=concurrency)
     fleet_params = dict(workflow=workflow, params=params,
                         source=_fleet_source(accounts, truto_api, sandbox_accounts), tenant=tenant, status=status,
-                        names=tuple(account), concurrency=concurrency, out=out, detach=detach)
-    _run(f"fleet.{workflow}", fleet.fleet_run_body(fleet_params, queue_url), fleet.fleet_render, lock=True,
-         settings_flags={"truto_api": truto_api, "queue_url": queue_url})
+                        names=tuple(account), out=out, detach=detach)
+    _run(f"fleet.{workflow}", fleet.fleet_run_body(fleet_params), fleet.fleet_render, lock=True)
 
 
 @fleet_app.command("qa-grade")
@@ -500,7 +505,7 @@ def fleet_qa_grade(
     tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's accounts."),
     status: str | None = typer.Option(None, "--status", help="Only accounts in this status (e.g. active)."),
     account: list[str] = typer.Option([], "--account", help="Only this account (repeatable)."),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, max=256, help="Accounts at a time (in-process runs)."),
+    concurrency: int | None = typer.Option(None, "--concurrency", help=FLEET_CONCURRENCY_HELP),
     out: str | None = typer.Option(None, "--out", help="Folder for the fleet summary and DIR/accounts/<name>/ files."),
     queue_url: str | None = typer.Option(None, "--queue-url", help=QUEUE_URL_HELP),
     detach: bool = typer.Option(False, "--detach", help="With --queue-url: enqueue, print the run id, return."),
@@ -531,7 +536,7 @@ def fleet_report(
     tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's accounts."),
     status: str | None = typer.Option(None, "--status", help="Only accounts in this status (e.g. active)."),
     account: list[str] = typer.Option([], "--account", help="Only this account (repeatable)."),
-    concurrency: int = typer.Option(8, "--concurrency", min=1, max=256, help="Accounts at a time (in-process runs)."),
+    concurrency: int | None = typer.Option(None, "--concurrency", help=FLEET_CONCURRENCY_HELP),
     out: str | None = typer.Option(None, "--out", help="Folder for the fleet summary and DIR/accounts/<name>/ files."),
     queue_url: str | None = typer.Option(None, "--queue-url", help=QUEUE_URL_HELP),
     detach: bool = typer.Option(False, "--detach", help="With --queue-url: enqueue, print the run id, return."),
@@ -555,8 +560,8 @@ def fleet_status(
     """A fleet run's accounts: finished (with their results) and pending."""
     from cli.commands import fleet
 
-    _run("fleet.status", fleet.fleet_status_body(run_id, queue_url, watch, interval), fleet.fleet_render,
-         settings_flags={"queue_url": queue_url})
+    _fleet_settings(queue_url=queue_url)
+    _run("fleet.status", fleet.fleet_status_body(run_id, watch, interval), fleet.fleet_render)
 
 
 @fleet_app.command("resume")
@@ -567,20 +572,20 @@ def fleet_resume(
     """Finish a fleet run whose process or workers stopped (finished accounts are not redone)."""
     from cli.commands import fleet
 
-    _run("fleet.resume", fleet.fleet_resume_body(run_id, queue_url), fleet.fleet_render, lock=True,
-         settings_flags={"queue_url": queue_url})
+    _fleet_settings(queue_url=queue_url)
+    _run("fleet.resume", fleet.fleet_resume_body(run_id), fleet.fleet_render, lock=True)
 
 
 @app.command("worker")
 def worker(
     queue_url: str | None = typer.Option(None, "--queue-url", help=QUEUE_URL_HELP),
-    concurrency: int | None = typer.Option(None, "--concurrency", min=1, max=256,
-                                           help="Jobs at a time per worker (fleet-wide)."),
+    concurrency: int | None = typer.Option(None, "--concurrency", help="Jobs at a time per worker (fleet-wide)."),
 ) -> None:
     """Run fleet jobs from the queue (PostgreSQL with --queue-url) until Ctrl-C or SIGTERM."""
     from cli.commands import fleet
 
-    _run("worker", fleet.worker_body(queue_url, concurrency), None, settings_flags={"queue_url": queue_url})
+    _fleet_settings(queue_url=queue_url, fleet_concurrency=concurrency)
+    _run("worker", fleet.worker_body(), None)
 
 
 @logs_app.command("list")
