@@ -60,12 +60,16 @@ ENV_VARS: dict[str, str] = {
     "write_dirs": "VAPI_AGENT_WRITE_DIRS",
     "truto_api": "VAPI_AGENT_TRUTO_API",
     "queue_url": "VAPI_AGENT_QUEUE_URL",
+    "fleet_concurrency": "VAPI_AGENT_FLEET_CONCURRENCY",
     "truto_api_token": "TRUTO_API_TOKEN",
     "vapi_api_key": "VAPI_API_KEY",
     "openai_api_key": "OPENAI_API_KEY",
     "openai_base_url": "OPENAI_BASE_URL",
 }
 SECRET_FIELDS = ("truto_api_token", "vapi_api_key", "openai_api_key")
+# Settings whose command-line flag is not ``--`` + the name (``fleet --concurrency`` is accounts at a time,
+# not the per-upstream request concurrency of ``concurrency``).
+FLAG_NAMES: dict[str, str] = {"fleet_concurrency": "--concurrency"}
 
 
 # ---------------------------------------------------------------- value checks (shared with agent.mcp.servers)
@@ -138,6 +142,23 @@ def _url(value: Any) -> Any:
     return check_http_url(value) if value is not None else None
 
 
+def _queue_url(value: Any) -> Any:
+    """The fleet queue's database: a ``postgresql://`` URL (without one, runs use SQLite under the data dir)."""
+    if not isinstance(value, str):
+        return value
+    if has_control_or_space(value):
+        raise ValueError("contains a space or a control character (CR, LF, tab...)")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("is not a valid URL (bad port?)") from None
+    if parts.scheme.lower() not in ("postgresql", "postgres"):
+        raise ValueError("is not a postgresql:// URL (the fleet queue is PostgreSQL, e.g. "
+                         "postgresql://user@host:5432/fleet)")
+    return value
+
+
 def _token(value: Any) -> Any:
     if isinstance(value, str) and has_control_or_space(value):
         raise ValueError("contains whitespace or a control character")
@@ -186,7 +207,9 @@ class Settings:
     max_download_bytes: Annotated[ByteSize, Field(ge=1, le=1 << 40), BeforeValidator(_not_bool)] = ByteSize(
         DEFAULT_MAX_DOWNLOAD_BYTES)
     truto_api: HttpUrl | None = None
-    queue_url: Name | None = None  # a database URL (postgresql://...); its password is a secret
+    queue_url: Annotated[str, Field(min_length=1), BeforeValidator(_queue_url)] | None = None  # its password is
+    # a secret
+    fleet_concurrency: Annotated[Count, Field(ge=1, le=256)] | None = None  # fleet runs: accounts at a time (8)
     truto_api_token: Secret | None = None
     vapi_api_key: Secret | None = None
     openai_api_key: Secret | None = None
@@ -320,7 +343,7 @@ def load_settings(
             values[name], sources[name] = env[var], var
     _validated(values, sources)
     for name, value in given.items():
-        values[name], sources[name] = value, "--" + name.replace("_", "-")
+        values[name], sources[name] = value, FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
 
     settings = _validated(values, sources)
     for secret_field in SECRET_FIELDS:

@@ -414,7 +414,13 @@ SANDBOX_ACCOUNTS_HELP = "With the embedded sandbox: how many simulated accounts 
 
 
 def _fleet_source(accounts: str | None, truto_api: str | None, sandbox_accounts: int | None) -> dict[str, Any]:
-    return {"accounts_file": accounts, "truto_api": truto_api, "sandbox_accounts": sandbox_accounts}
+    _fleet_settings(truto_api=truto_api)
+    return {"accounts_file": accounts, "sandbox_accounts": sandbox_accounts}
+
+
+def _fleet_settings(**flags: Any) -> None:
+    """The fleet's flags that are settings (validated with the others by ``agent.config``, exit 2 on a bad one)."""
+    COMMON_FLAGS.update(flags)
 
 
 @fleet_app.command("accounts")
@@ -447,18 +453,20 @@ def fleet_cleanup(
          fleet.cleanup_render)
 
 
+FLEET_CONCURRENCY_HELP = "Accounts at a time, in-process runs (default 8; env VAPI_AGENT_FLEET_CONCURRENCY)."
 QUEUE_URL_HELP = "PostgreSQL URL of the fleet queue: enqueue for `vapi-agent worker`s (env VAPI_AGENT_QUEUE_URL)."
 
 
 def _fleet_run(workflow: str, params: dict[str, Any], *, accounts: str | None, truto_api: str | None,
                sandbox_accounts: int | None, tenant: str | None, status: str | None, account: list[str],
-               concurrency: int, out: str | None, queue_url: str | None, detach: bool) -> None:
+               concurrency: int | None, out: str | None, queue_url: str | None, detach: bool) -> None:
     from cli.commands import fleet
 
+    _fleet_settings(queue_url=queue_url, fleet_concurrency=concurrency)
     fleet_params = dict(workflow=workflow, params=params,
                         source=_fleet_source(accounts, truto_api, sandbox_accounts), tenant=tenant, status=status,
-                        names=tuple(account), concurrency=concurrency, out=out, detach=detach)
-    _run(f"fleet.{workflow}", fleet.fleet_run_body(fleet_params, queue_url), fleet.fleet_render, lock=True)
+                        names=tuple(account), out=out, detach=detach)
+    _run(f"fleet.{workflow}", fleet.fleet_run_body(fleet_params), fleet.fleet_render, lock=True)
 
 
 @fleet_app.command("qa-grade")
@@ -476,7 +484,7 @@ def fleet_qa_grade(
     tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's accounts."),
     status: str | None = typer.Option(None, "--status", help="Only accounts in this status (e.g. active)."),
     account: list[str] = typer.Option([], "--account", help="Only this account (repeatable)."),
-    concurrency: int = typer.Option(8, "--concurrency", help="Accounts at a time (in-process runs)."),
+    concurrency: int | None = typer.Option(None, "--concurrency", help=FLEET_CONCURRENCY_HELP),
     out: str | None = typer.Option(None, "--out", help="Folder for the fleet summary and DIR/accounts/<name>/ files."),
     queue_url: str | None = typer.Option(None, "--queue-url", help=QUEUE_URL_HELP),
     detach: bool = typer.Option(False, "--detach", help="With --queue-url: enqueue, print the run id, return."),
@@ -505,7 +513,7 @@ def fleet_report(
     tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's accounts."),
     status: str | None = typer.Option(None, "--status", help="Only accounts in this status (e.g. active)."),
     account: list[str] = typer.Option([], "--account", help="Only this account (repeatable)."),
-    concurrency: int = typer.Option(8, "--concurrency", help="Accounts at a time (in-process runs)."),
+    concurrency: int | None = typer.Option(None, "--concurrency", help=FLEET_CONCURRENCY_HELP),
     out: str | None = typer.Option(None, "--out", help="Folder for the fleet summary and DIR/accounts/<name>/ files."),
     queue_url: str | None = typer.Option(None, "--queue-url", help=QUEUE_URL_HELP),
     detach: bool = typer.Option(False, "--detach", help="With --queue-url: enqueue, print the run id, return."),
@@ -528,7 +536,8 @@ def fleet_status(
     """A fleet run's accounts: finished (with their results) and pending."""
     from cli.commands import fleet
 
-    _run("fleet.status", fleet.fleet_status_body(run_id, queue_url, watch, interval), fleet.fleet_render)
+    _fleet_settings(queue_url=queue_url)
+    _run("fleet.status", fleet.fleet_status_body(run_id, watch, interval), fleet.fleet_render)
 
 
 @fleet_app.command("resume")
@@ -539,7 +548,8 @@ def fleet_resume(
     """Finish a fleet run whose process or workers stopped (finished accounts are not redone)."""
     from cli.commands import fleet
 
-    _run("fleet.resume", fleet.fleet_resume_body(run_id, queue_url), fleet.fleet_render, lock=True)
+    _fleet_settings(queue_url=queue_url)
+    _run("fleet.resume", fleet.fleet_resume_body(run_id), fleet.fleet_render, lock=True)
 
 
 @app.command("worker")
@@ -550,7 +560,8 @@ def worker(
     """Run fleet jobs from the queue (PostgreSQL with --queue-url) until Ctrl-C or SIGTERM."""
     from cli.commands import fleet
 
-    _run("worker", fleet.worker_body(queue_url, concurrency), None)
+    _fleet_settings(queue_url=queue_url, fleet_concurrency=concurrency)
+    _run("worker", fleet.worker_body(), None)
 
 
 @logs_app.command("list")

@@ -100,7 +100,8 @@ class Bad:
     """One bad input: the command line, environment, files to create, and the expected exit code.
 
     In ``argv``, ``env`` and file contents: ``{in}`` is the folder holding the case's files,
-    ``{mcp}`` the served sandbox's MCP URL, ``{busy}`` a port something already listens on.
+    ``{mcp}`` the served sandbox's MCP URL, ``{api}`` the counting server's origin,
+    ``{busy}`` a port something already listens on.
     ``config`` is the config file's text (``VAPI_AGENT_CONFIG`` points at it).
     """
 
@@ -362,7 +363,40 @@ def _command_cases() -> list[Bad]:
     return cases
 
 
-CASES = _settings_cases() + _servers_file_cases() + _command_cases()
+def _fleet_cases() -> list[Bad]:
+    """The fleet's settings (issue 16): the Truto API and its token, the queue's database URL, --concurrency.
+
+    ``{api}`` is the counting server: were a bad value let through, its request would be counted.
+    """
+    qa = ["fleet", "qa-grade", "--assistant", "Support"]
+    token = {"TRUTO_API_TOKEN": "truto-token-bad-inputs"}
+    api = ["--truto-api", "{api}"]
+    rows: list[tuple[str, list[str], dict[str, str], str | None]] = [
+        ("concurrency-zero", [*qa, *api, "--concurrency", "0"], token, None),
+        ("concurrency-negative", ["fleet", "report", *api, "--concurrency", "-2"], token, None),
+        ("concurrency-huge", [*qa, *api, "--concurrency", "100000"], token, None),
+        ("concurrency-word", [*qa, *api, "--concurrency", "many"], token, None),
+        ("concurrency-env", [*qa, *api], {**token, "VAPI_AGENT_FLEET_CONCURRENCY": "0"}, None),
+        ("concurrency-config", [*qa, *api], token, "fleet_concurrency = true\n"),
+        ("truto-api-ftp", [*qa, "--truto-api", "ftp://127.0.0.1/api"], token, None),
+        ("truto-api-crlf", ["fleet", "accounts", "--truto-api", "{api}\r\nX: 1"], token, None),
+        ("truto-api-no-host", ["fleet", "cleanup", "--truto-api", "http:///api"], token, None),
+        ("truto-api-env", ["fleet", "accounts"], {**token, "VAPI_AGENT_TRUTO_API": "api.truto.one"}, None),
+        ("truto-token-space", ["fleet", "accounts", *api], {"TRUTO_API_TOKEN": "truto token"}, None),
+        ("truto-token-newline", [*qa, *api], {"TRUTO_API_TOKEN": "tok\nX-Evil: 1"}, None),
+        ("queue-url-mysql", [*qa, *api, "--queue-url", "mysql://fleet@127.0.0.1/fleet"], token, None),
+        ("queue-url-port", [*qa, *api, "--queue-url", "postgresql://127.0.0.1:99999/fleet"], token, None),
+        ("queue-url-env", [*qa, *api], {**token, "VAPI_AGENT_QUEUE_URL": "sqlite:///fleet.db"}, None),
+        ("queue-url-space", ["fleet", "status", "fleet-x", "--queue-url", "postgresql://h/fleet db"], {}, None),
+        ("resume-queue-url", ["fleet", "resume", "fleet-x", "--queue-url", "redis://127.0.0.1/0"], {}, None),
+        ("worker-concurrency-zero", ["worker", "--queue-url", "postgresql://127.0.0.1:{busy}/x", "--concurrency",
+                                     "0"], {}, None),
+        ("worker-queue-url", ["worker", "--queue-url", "http://{busy}"], {}, None),
+    ]
+    return [Bad(f"fleet-{name}", argv, env=env, config=config) for name, argv, env, config in rows]
+
+
+CASES = _settings_cases() + _servers_file_cases() + _command_cases() + _fleet_cases()
 
 
 def test_the_table_is_large_and_unique() -> None:
@@ -373,6 +407,7 @@ def test_the_table_is_large_and_unique() -> None:
 # ---------------------------------------------------------------- running one case
 def _fill(text: str, where: Path, servers: Servers) -> str:
     return (text.replace("{in}", str(where)).replace("{mcp}", servers.sandbox.mcp_url)
+            .replace("{api}", servers.model.url.removesuffix("/v1"))
             .replace("{busy}", str(servers.busy_port)))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import textwrap
 from collections.abc import Iterator
 from typing import Any
 
@@ -233,3 +234,126 @@ def test_ask_with_the_default_model_endpoint_offline_does_not_blame_openai_base_
     assert one_error_line(err) == (
         "error: cannot reach the model endpoint api.openai.com: no such host (OPENAI_BASE_URL is not set, "
         "so the default OpenAI endpoint is used: check the network)")
+
+
+# ---------------------------------------------------------------- malformed answers on legacy SSE and stdio
+# Those transports carry every answer on one stream, parsed by the SDK: a message that does not parse
+# used to be logged by the SDK and dropped, and the request waited out its timeout (120 s).
+GARBLED = {"truncated JSON": '{"jsonrpc": "2.0", "id": 3, "result": {"content": [{"ty',
+           "JSON that is not JSON-RPC": '{"hello": "world"}',
+           "garbage": "<<garbage>>"}
+
+
+@pytest.fixture(scope="module")
+def garbling_sse() -> Iterator[tuple[dict[str, str], str]]:
+    """A legacy HTTP+SSE server (the SDK's ``sse_app``) whose event stream carries ``garble["data"]``
+    instead of each tool result; yields that dict and the ``/sse`` URL."""
+    import logging
+
+    from mcp.server import MCPServer
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    server = MCPServer("garbling", version="1.0")
+    root.handlers[:], root.level = handlers, level  # MCPServer configures root logging when nothing has
+
+    @server.tool()
+    def get_echo(text: str) -> str:
+        """Return the text unchanged."""
+        return text
+
+    app = server.sse_app()
+    garble = {"data": GARBLED["garbage"]}
+
+    async def garbling(scope: Any, receive: Any, send: Any) -> None:
+        async def send_garbled(message: Any) -> None:
+            if message["type"] == "http.response.body" and b'"content"' in message.get("body", b""):
+                message = {**message, "body": f"event: message\r\ndata: {garble['data']}\r\n\r\n".encode()}
+            await send(message)
+
+        await app(scope, receive, send_garbled if scope["type"] == "http" and scope["method"] == "GET" else send)
+
+    with serve_app(garbling) as origin:
+        yield garble, f"{origin}/sse"
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("what", list(GARBLED))
+def test_a_malformed_event_on_a_legacy_sse_stream_is_one_line_and_exit_3(
+        what: str, garbling_sse: tuple[dict[str, str], str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    garble, url = garbling_sse
+    garble["data"] = GARBLED[what]
+    code, out, err = run_cli(monkeypatch, capsys, "tools", "call", "get_echo", "--args", '{"text": "hi"}',
+                             "--mcp-url", url)
+    assert code == 3 and out == ""
+    line = one_error_line(err)
+    assert "tool get_echo answered something that is not JSON-RPC (an event, " in line
+    assert ascii(GARBLED[what]) in line
+
+
+# A stdio MCP server (handshake-era, one JSON message a line) whose tools/call answers are: "log"
+# a log line on stdout, then the proper answer; "truncated" a cut JSON-RPC answer; "garbage" a
+# line of text and nothing else.
+LINE_SERVER = textwrap.dedent('''
+    import json, sys
+    mode = sys.argv[1]
+    tool = {"name": "get_echo", "description": "Echo.", "inputSchema": {"type": "object", "properties": {}}}
+    def write(line):
+        sys.stdout.write(line + "\\n")
+        sys.stdout.flush()
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "id" not in request:
+            continue
+        answer = {"jsonrpc": "2.0", "id": request["id"], "result": {
+            "initialize": {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                           "serverInfo": {"name": "lines", "version": "1"}},
+            "tools/list": {"tools": [tool]},
+            "tools/call": {"content": [{"type": "text", "text": "echo"}]}}[request["method"]]}
+        if request["method"] == "tools/call":
+            if mode == "truncated":
+                write(json.dumps(answer)[:40])
+                continue
+            write("Calling echo...")  # a server logging on stdout
+            if mode == "garbage":
+                continue
+        write(json.dumps(answer))
+''')
+
+
+def line_server(tmp_path: Any, mode: str) -> Any:
+    """The ``ServerSpec`` of ``LINE_SERVER`` in ``mode``."""
+    import sys
+
+    from agent.mcp.servers import ServerSpec
+
+    script = tmp_path / "line_server.py"
+    script.write_text(LINE_SERVER)
+    return ServerSpec(name="lines", transport="stdio", command=sys.executable, args=[str(script), mode])
+
+
+async def test_a_stdio_server_logging_on_stdout_still_works_and_a_cut_answer_fails_at_once(tmp_path: Any) -> None:
+    from agent.errors import UpstreamError
+    from agent.mcp.connection import Connection
+
+    async with Connection(line_server(tmp_path, "log"), tool_timeout=60) as conn:
+        assert (await conn.call("get_echo", {})).text == "echo"  # the stray line was ignored
+
+    async with Connection(line_server(tmp_path, "truncated"), tool_timeout=60) as conn:
+        with pytest.raises(UpstreamError) as cut:
+            await conn.call("get_echo", {})  # at once, long before the timeout
+    message = str(cut.value)
+    assert message.startswith("lines (") and "\n" not in message
+    assert "tool get_echo answered something that is not JSON-RPC (a line, 40 bytes: '{\"jsonrpc\": " in message
+
+
+async def test_a_stdio_server_that_only_logs_times_out_naming_what_it_wrote(tmp_path: Any) -> None:
+    from agent.errors import UpstreamError
+    from agent.mcp.connection import Connection
+
+    async with Connection(line_server(tmp_path, "garbage"), tool_timeout=1.0) as conn:
+        with pytest.raises(UpstreamError) as timed_out:
+            await conn.call("get_echo", {})
+    assert "tool get_echo: no answer within its timeout; the server wrote something that is not JSON-RPC " \
+           "(a line, 15 bytes: 'Calling echo...')" in str(timed_out.value)

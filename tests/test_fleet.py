@@ -35,26 +35,42 @@ def build(accounts: int = 4, calls: int = 80) -> SandboxFleet:
     return SandboxFleet(FleetConfig(accounts=accounts, base=SandboxConfig(calls=calls), api_token=TOKEN))
 
 
-def run(body: Any, settings: Settings | None = None) -> tuple[int, dict[str, Any]]:
+def run(body: Any, settings: Settings | None = None, *, record: bool = False) -> tuple[int, dict[str, Any]]:
     """Run a command body with --json; (exit code, envelope)."""
     out = io.StringIO()
     settings = settings or load_settings({"json": True, "sandbox": True})
-    code = run_command("fleet", settings, body, None, stdout=out, record=False)
+    code = run_command("fleet", settings, body, None, stdout=out, record=record)
     return code, json.loads(out.getvalue())
 
 
 def qa_body(sandbox: SandboxFleet, tmp_path: Path, **overrides: Any) -> Any:
     params = {"assistant": "Support", "last": 4, "recordings": "failing", "threshold": 80.0, **overrides}
     fleet_params = dict(workflow="qa-grade", params=params, source={}, concurrency=3, out=str(tmp_path / "out"))
-    return fleet_cmd.fleet_run_body(fleet_params, None, sandbox=sandbox)
+    return fleet_cmd.fleet_run_body(fleet_params, sandbox=sandbox)
 
 
-def ground_truth_failing(sandbox: SandboxFleet, account_id: str, last: int) -> tuple[list[float | None], int]:
-    """The Support assistant's newest ``last`` ended calls' values (Support QA default metric) in that account."""
+def check_against_ground_truth(sandbox: SandboxFleet, account_id: str, entry: dict[str, Any], last: int,
+                               threshold: float) -> None:
+    """The account's fleet entry is qa-grade of *its* calls: the generator's newest ended Support calls, and
+    failing exactly where the generator's value of the graded metric is below the threshold."""
+    from sandbox.world.groundtruth import ground_truth
+
+    truth = ground_truth(sandbox.sandbox_of(account_id).workspace, recordings="none")
+    support = next(a for a in truth["assistants"].values() if a["name"] == "Support")
+    newest = [cid for cid, call in support["calls"].items() if call["status"] == "ended"][:last]  # newest first
+    graded = json.loads(Path(_file(entry, "qa-grade.json")).read_text())
+    assert [c["id"] for c in graded["calls"]] == newest
     workspace = sandbox.sandbox_of(account_id).workspace
-    support = next(a for a in workspace.list_objects("assistants") if a["name"] == "Support")
-    calls = [c for c in workspace.list_calls(assistant_id=support["id"], limit=50) if c["status"] == "ended"][:last]
-    return [c["id"] for c in calls], len(calls)
+    cards = {card["name"]: card["id"] for card in workspace.list_objects("scorecards")}
+    metric = graded["metric"]  # a scorecard (its normalised score) or a structured output (its value)
+    values = [support["calls"][cid]["scores"][cards[metric]] if metric in cards
+              else support["calls"][cid]["metrics"][metric] for cid in newest]
+    assert entry["summary"]["calls"] == len(newest)
+    assert entry["summary"]["failing"] == sum(1 for v in values if v is not None and v < threshold)
+
+
+def _file(entry: dict[str, Any], name: str) -> str:
+    return next(f for f in entry["files"] if Path(f).name == name)
 
 
 def durable_text(database: Path) -> str:
@@ -83,10 +99,12 @@ def test_fleet_qa_grade_on_the_sandbox_fleet(tmp_path: Path) -> None:
         entry = by_name[account.tenant_id]
         assert entry["status"] in ("ok", "partial") and entry["error"] is None
         # the account's own calls, graded as qa-grade grades them (its ground truth)
-        ids, count = ground_truth_failing(sandbox, account.id, 4)
-        graded = json.loads(Path(entry["files"][1]).read_text())
-        assert [c["id"] for c in graded["calls"]] == ids and entry["summary"]["calls"] == count
-        assert entry["summary"]["failing"] == sum(1 for c in graded["calls"] if c["failed"])
+        check_against_ground_truth(sandbox, account.id, entry, 4, 80.0)
+        # one file set per account under DIR/accounts/
+        assert sorted(Path(f).name for f in entry["files"]) == [f"qa-grade.{x}" for x in ("csv", "html", "json", "md")]
+        assert len({Path(f).parent for f in entry["files"]}) == 1
+        assert Path(entry["files"][0]).parent.parent == tmp_path / "out" / "accounts"
+        assert {"account", "tenant", "status", "summary", "error"} <= set(entry)
         assert entry["summary"]["recordings"] == entry["summary"]["failing"]
         assert entry["server"]["deleted"] is True and entry["server"]["methods"] == ["read"]
     totals = result["totals"]
@@ -99,13 +117,35 @@ def test_fleet_qa_grade_on_the_sandbox_fleet(tmp_path: Path) -> None:
     assert len(list((out / "accounts").iterdir())) == 3
 
 
-def test_every_job_minted_least_privilege_and_deleted_it(tmp_path: Path) -> None:
-    sandbox = build()
+def test_served_fleet_of_20_least_privilege_ground_truth_and_isolation(tmp_path: Path,
+                                                                        capfd: pytest.CaptureFixture[str]) -> None:
+    """`sandbox serve --accounts 20` (loopback, Truto's admin API): every job minted a read-only, second-factor,
+    expiring server and deleted it after its last MCP request; each account's result is its ground truth;
+    the needs_reauth account is reported and the others succeed; no secret (the Truto API token, a minted
+    server's token) in the durable store, the run log, the output files or the debug log."""
+    from sandbox.serve import ServerThread
+
+    sandbox = build(accounts=20, calls=40)
     before = time.time()
-    code, _ = run(qa_body(sandbox, tmp_path, recordings="none"))
-    assert code == 0
-    minted = sandbox.admin.history
+    with ServerThread(sandbox, host="127.0.0.1", port=0):
+        settings = load_settings({"json": True, "truto_api": sandbox.api_url, "truto_api_token": TOKEN,
+                                  "log_level": "DEBUG"})
+        params = {"assistant": "Support", "last": 3, "recordings": "none", "threshold": 80.0}
+        body = fleet_cmd.fleet_run_body(dict(workflow="qa-grade", params=params, source={}, concurrency=8,
+                                             out=str(tmp_path / "out")))
+        code, envelope = run(body, settings, record=True)
+    printed = capfd.readouterr()
+    assert code == 0 and envelope["status"] == "partial", envelope["errors"]
+    stale = [a.tenant_id for a in sandbox.accounts if a.status == "needs_reauth"]
+    assert len(stale) == 1 and [e["account"] for e in envelope["errors"]] == stale
+    by_name = {entry["account"]: entry for entry in envelope["result"]["accounts"]}
+    assert len(by_name) == 20 and by_name[stale[0]]["error"]["code"] == "needs_reauth"
     active = [a for a in sandbox.accounts if a.status == "active"]
+    for account in active:
+        entry = by_name[account.tenant_id]
+        assert entry["status"] in ("ok", "partial") and entry["error"] is None
+        check_against_ground_truth(sandbox, account.id, entry, 3, 80.0)
+    minted = sandbox.admin.history
     assert sorted(s.account_id for s in minted) == sorted(a.id for a in active)  # one server per job
     for server in minted:
         assert server.methods == ("read",) and server.require_api_token_auth
@@ -122,7 +162,13 @@ def test_every_job_minted_least_privilege_and_deleted_it(tmp_path: Path) -> None
     # no secret in the durable store (its pickles decoded), while the account names are there
     stored = durable_text(data_dir() / "fleet.sqlite")
     assert active[0].tenant_id in stored
-    assert TOKEN not in stored and not any(s.token in stored for s in minted)
+    everything = [stored, printed.out, printed.err, json.dumps(envelope)]
+    everything += [path.read_bytes().decode("utf-8", "replace") for folder in (data_dir(), tmp_path / "out")
+                   for path in folder.rglob("*") if path.is_file() and not path.name.startswith("fleet.sqlite")]
+    assert "/mcp/***" in printed.err  # the debug log shows the minted servers' URLs, masked
+    assert (data_dir() / "runs.sqlite3").exists()  # the run log was written (and is searched)
+    for secret in [TOKEN, *(s.token for s in minted)]:
+        assert not any(secret in text for text in everything), "a secret leaked"
 
 
 def test_no_account_succeeds_is_exit_3(tmp_path: Path) -> None:
@@ -141,7 +187,7 @@ def test_accounts_file_source_keeps_secrets_out_of_the_queue(tmp_path: Path, mon
     accounts.write_text('[[account]]\nname = "acme"\ntenant = "acme-dental"\nmcp_url = "${ACME_MCP_URL}"\n')
     params = {"assistant": "Support", "last": 3, "recordings": "none"}
     body = fleet_cmd.fleet_run_body(dict(workflow="qa-grade", params=params,
-                                         source={"accounts_file": str(accounts)}, concurrency=2), None)
+                                         source={"accounts_file": str(accounts)}, concurrency=2))
     code, envelope = run(body, load_settings({"json": True}))
     assert code == 0, envelope
     assert envelope["result"]["accounts"][0]["summary"]["calls"] == 3
@@ -241,3 +287,35 @@ def test_recovery_adapter_still_matches_dbos() -> None:
     from dbos._recovery import recover_pending_workflows
 
     assert list(inspect.signature(recover_pending_workflows).parameters)[:2] == ["dbos", "executor_ids"]
+
+
+def test_fleet_report_every_account_ok_is_exit_0(tmp_path: Path) -> None:
+    """`fleet report --status active`: every account succeeds (status ok, exit 0); each account's call volume
+    and minutes are its own calls' (the generator's ground truth) in the window."""
+    from sandbox.world.groundtruth import ground_truth
+
+    sandbox = build(accounts=4, calls=60)
+    anchor = ground_truth(sandbox.sandbox_of(sandbox.accounts[0].id).workspace, recordings="none")["anchor"]
+    params = {"since": "7d", "as_of": anchor}
+    body = fleet_cmd.fleet_run_body(dict(workflow="report", params=params, source={}, status="active", concurrency=2,
+                                         out=str(tmp_path / "out")), sandbox=sandbox)
+    code, envelope = run(body)
+    assert code == 0 and envelope["status"] == "ok" and envelope["errors"] == [], envelope["errors"]
+    result = envelope["result"]
+    active = [a for a in sandbox.accounts if a.status == "active"]
+    assert sorted(e["account"] for e in result["accounts"]) == sorted(a.tenant_id for a in active)
+    end = datetime.fromisoformat(anchor.replace("Z", "+00:00")).timestamp()
+    start = end - 7 * 86400
+    for account in active:
+        entry = next(e for e in result["accounts"] if e["account"] == account.tenant_id)
+        truth = ground_truth(sandbox.sandbox_of(account.id).workspace, recordings="none")
+        calls = [c for a in truth["assistants"].values() for c in a["calls"].values()
+                 if start <= datetime.fromisoformat(c["createdAt"].replace("Z", "+00:00")).timestamp() < end]
+        assert entry["status"] == "ok" and entry["summary"]["calls"] == len(calls)
+        assert entry["summary"]["minutes"] == pytest.approx(sum(c["duration_seconds"] or 0 for c in calls) / 60,
+                                                            abs=1e-3)
+        assert sorted(Path(f).suffix for f in entry["files"] if Path(f).suffix != ".png") == [
+            ".csv", ".html", ".json", ".md"]
+    assert result["totals"]["calls"] == sum(e["summary"]["calls"] for e in result["accounts"])
+    assert sorted(p.name for p in (tmp_path / "out").glob("fleet-report.*")) == [
+        f"fleet-report.{x}" for x in ("csv", "html", "json", "md")]

@@ -121,6 +121,16 @@ def test_two_workers_one_killed_every_account_once(tmp_path: Path) -> None:
             intervals.sort()
             for before, after in itertools.pairwise(intervals):
                 assert before[1] <= after[0], f"account {account} had two jobs at once"
+        # every job minted a read-only, second-factor, expiring server; the survivor deleted its own, the
+        # victim's in-flight ones are left to expire, and `fleet cleanup` removes them
+        for server in fleet.admin.history:
+            assert server.methods == ("read",) and server.require_api_token_auth and server.expires_at is not None
+        assert len(fleet.admin.servers()) <= 3  # at most the victim's --concurrency jobs
+        cleaned = _cli("--json", "fleet", "cleanup", "--truto-api", fleet.api_url, env=env)
+        assert cleaned.returncode == 0, cleaned.stderr
+        assert fleet.admin.servers() == []
+        for entry in result["accounts"]:
+            assert entry["status"] == "error" or entry["summary"]["calls"] == 3
         dumped = with_pickles_decoded(pg_dump(url))
         assert run_id in dumped
         assert TOKEN not in dumped

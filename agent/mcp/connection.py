@@ -19,12 +19,21 @@ When a session is gone:
 - a connection that dropped with the request in flight (a stdio server that died, a cut stream): a
   read is sent again on a new session (a stdio server is restarted once); a write may have been
   applied, so it is reported as ``AmbiguousWrite`` (the facade reconciles) and not sent again.
+
+A message that does not parse on a stream that carries every answer (a legacy SSE ``message`` event,
+a stdio line that claims to be JSON-RPC) means a broken server: the session is closed and the
+requests in flight on it fail at once with one line naming what came back (exit 3; a write may
+have been applied). Other stdio lines (a server printing logs on stdout) are ignored, as other MCP
+clients do, but named if a request then times out. Streamable HTTP answers are checked below the
+SDK (``agent.ratelimit.transport``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
@@ -169,6 +178,22 @@ def map_exception(exc: BaseException, *, spec: ServerSpec, tool: str | None, is_
     return UpstreamError(f"{where}: {message}")
 
 
+def unparsed_input(exc: BaseException) -> str | None:
+    """The text of a message the SDK could not parse (a pydantic error of its JSON-RPC adapter), else None."""
+    errors = getattr(exc, "errors", None)
+    if type(exc).__name__ != "ValidationError" or not callable(errors):
+        return None
+    found = errors()
+    if not found:
+        return None
+    value = found[0].get("input")
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return any(getattr(leaf, "code", None) == REQUEST_TIMEOUT for leaf in _leaves(exc))
+
+
 def internal_fault(exc: BaseException) -> BaseException | None:
     """The exception of our own code behind an ``HTTP_INTERNAL`` answer (see agent.ratelimit.transport)."""
     from agent.ratelimit.transport import take_fault
@@ -219,6 +244,8 @@ class _Session:
         self.gone = False  # ended, dropped or retired: nothing new is sent on it
         self.in_flight = 0
         self.served = 0  # requests answered on it (a session that serves nothing is a wasted renewal)
+        self.broken: str | None = None  # what a broken server sent (see the module docstring)
+        self.stray: str | None = None  # the last stdio line that was not JSON-RPC
         self._close = asyncio.Event()
 
     @contextmanager
@@ -371,7 +398,8 @@ class Connection:
                 # The handshake era everywhere: Truto and Vapi speak it, and it carries
                 # tools/list_changed unsolicited (2026-07-28 sessions would need a subscription first).
                 client = Client(target, mode="legacy", cache=None, read_timeout_seconds=self.tool_timeout,
-                                message_handler=self._on_message, elicitation_callback=self._elicitation_callback)
+                                message_handler=functools.partial(self._on_message, session=session),
+                                elicitation_callback=self._elicitation_callback)
                 session.client = await stack.enter_async_context(client)
                 ready.set_result(None)
                 await session.closed()
@@ -460,6 +488,8 @@ class Connection:
                 fault = internal_fault(exc)
                 if fault is not None:
                     raise fault from None
+                if session.broken is not None or (session.stray is not None and _timed_out(exc)):
+                    raise self._malformed(session, tool=tool, is_write=is_write) from None
                 loss = session_loss(exc)
                 wasted = wasted + 1 if loss == "ended" and session.served == 0 else wasted
                 dropped = dropped + 1 if loss == "dropped" else dropped
@@ -473,11 +503,41 @@ class Connection:
                     raise map_exception(exc, spec=self.spec, tool=tool, is_write=True) from None
 
     # ------------------------------------------------------------ requests
-    async def _on_message(self, message: Any) -> None:
-        """Server notifications: ``tools/list_changed`` marks the cached catalogue stale."""
+    async def _on_message(self, message: Any, *, session: _Session | None = None) -> None:
+        """Server notifications (``tools/list_changed`` marks the cached catalogue stale) and messages
+        that did not parse (the SDK hands those over as exceptions; see the module docstring)."""
+        if isinstance(message, Exception):
+            if session is not None and self.spec.transport in ("sse", "stdio"):
+                self._unparsed(session, message)
+            return
         if getattr(message, "method", None) == "notifications/tools/list_changed":
             log.info("%s says its tool list changed; it will be listed again", self.spec.display)
             self.catalogue_stale = True
+
+    def _unparsed(self, session: _Session, exc: Exception) -> None:
+        from agent.ratelimit.transport import describe_body
+
+        raw = unparsed_input(exc)
+        if raw is None:
+            return  # not a message that failed to parse (the transport's own failure): left to the requests
+        sample = describe_body("an event" if self.spec.transport == "sse" else "a line", raw.encode())
+        if self.spec.transport == "stdio" and "jsonrpc" not in raw:
+            log.debug("%s wrote a line that is not JSON-RPC (ignored): %s", self.spec.display, sample)
+            session.stray = sample
+            return
+        log.debug("%s sent a message that does not parse: %s", self.spec.display, sample)
+        session.broken = sample
+        session.retire(now=True)  # the requests in flight fail now (CONNECTION_CLOSED), see _send
+
+    def _malformed(self, session: _Session, *, tool: str | None, is_write: bool) -> AgentError:
+        where = f"{self.spec.display}" + (f" tool {tool}" if tool else "")
+        if session.broken is None:
+            return UpstreamError(f"{where}: no answer within its timeout; the server wrote something that is "
+                                 f"not JSON-RPC ({session.stray})", hint="the server is misbehaving; report it")
+        message = f"{where} answered something that is not JSON-RPC ({session.broken})"
+        if is_write:
+            return AmbiguousWrite(f"{message}; the write may have been applied")
+        return UpstreamError(message, hint="the server is misbehaving; try again later or report it")
 
     async def list_tools(self, *, refresh: bool = False) -> list[Any]:
         """Every page of ``tools/list`` (cached for the run; ``refresh`` after ``list_changed``)."""

@@ -6,7 +6,6 @@ cleanup) and ``workflows.fleet`` (the durable fleet runs on DBOS, imported only 
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from cli.runner import Body, CommandContext, Outcome
@@ -78,41 +77,30 @@ def cleanup_render(outcome: Outcome, ctx: CommandContext) -> None:
 
 
 # ---------------------------------------------------------------- fleet qa-grade | report, status, resume, worker
-def _with_queue(ctx: CommandContext, queue_url: str | None) -> Any:
-    from dataclasses import replace
+def fleet_run_body(fleet_params: dict[str, Any], *, sandbox: Any = None) -> Body:
+    """``vapi-agent fleet qa-grade|report``: the workflow on every account, one fleet result.
 
-    from agent.redact import register_secret
-
-    if not queue_url:
-        return ctx.settings
-    from urllib.parse import urlsplit
-
-    with contextlib.suppress(ValueError):
-        register_secret(urlsplit(queue_url).password)
-    return replace(ctx.settings, queue_url=queue_url)
-
-
-def fleet_run_body(fleet_params: dict[str, Any], queue_url: str | None, *, sandbox: Any = None) -> Body:
-    """``vapi-agent fleet qa-grade|report``: the workflow on every account, one fleet result."""
+    ``--queue-url``, ``--truto-api`` and ``--concurrency`` arrive as (validated) settings.
+    """
 
     async def body(ctx: CommandContext) -> Outcome:
-        from workflows.fleet.run import FleetParams, run_fleet
+        from workflows.fleet.run import DEFAULT_CONCURRENCY, FleetParams, run_fleet
 
-        params = FleetParams(**fleet_params)
+        params = FleetParams(**{"concurrency": ctx.settings.fleet_concurrency or DEFAULT_CONCURRENCY, **fleet_params})
         params.validate()
-        result = await run_fleet(_with_queue(ctx, queue_url), params, notice=ctx.notice, sandbox=sandbox)
+        result = await run_fleet(ctx.settings, params, notice=ctx.notice, sandbox=sandbox)
         return Outcome(result=result, status=result.status, errors=result.errors, exit_code=result.exit_code)
 
     return body
 
 
-def fleet_status_body(run_id: str, queue_url: str | None, watch: bool, interval: float) -> Body:
+def fleet_status_body(run_id: str, watch: bool, interval: float) -> Body:
     """``vapi-agent fleet status RUN_ID``: the run as it stands (``--watch``: until it ends)."""
 
     async def body(ctx: CommandContext) -> Outcome:
         from workflows.fleet.run import fleet_status
 
-        result = await fleet_status(_with_queue(ctx, queue_url), run_id, watch=watch, interval=interval,
+        result = await fleet_status(ctx.settings, run_id, watch=watch, interval=interval,
                                     notice=ctx.notice)
         return Outcome(result=result, status=result.status, errors=result.errors,
                        exit_code=0 if result.pending else result.exit_code)
@@ -120,13 +108,13 @@ def fleet_status_body(run_id: str, queue_url: str | None, watch: bool, interval:
     return body
 
 
-def fleet_resume_body(run_id: str, queue_url: str | None, *, sandbox: Any = None) -> Body:
+def fleet_resume_body(run_id: str, *, sandbox: Any = None) -> Body:
     """``vapi-agent fleet resume RUN_ID``: finish a run whose process or workers stopped."""
 
     async def body(ctx: CommandContext) -> Outcome:
         from workflows.fleet.run import fleet_resume
 
-        result = await fleet_resume(_with_queue(ctx, queue_url), run_id, notice=ctx.notice, sandbox=sandbox)
+        result = await fleet_resume(ctx.settings, run_id, notice=ctx.notice, sandbox=sandbox)
         return Outcome(result=result, status=result.status, errors=result.errors, exit_code=result.exit_code)
 
     return body
@@ -142,13 +130,13 @@ def fleet_render(outcome: Outcome, ctx: CommandContext) -> None:
         ctx.notice(f"wrote {path}")
 
 
-def worker_body(queue_url: str | None, concurrency: int | None) -> Body:
-    """``vapi-agent worker``: run fleet jobs from the queue until stopped."""
+def worker_body() -> Body:
+    """``vapi-agent worker``: run fleet jobs from the queue until stopped (``--concurrency``: fleet_concurrency)."""
 
     async def body(ctx: CommandContext) -> Outcome:
         from workflows.fleet.run import worker
 
-        await worker(_with_queue(ctx, queue_url), concurrency=concurrency, notice=ctx.notice)
+        await worker(ctx.settings, concurrency=ctx.settings.fleet_concurrency, notice=ctx.notice)
         return Outcome(result={"stopped": True})
 
     return body

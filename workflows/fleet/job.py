@@ -143,11 +143,14 @@ async def _qa_grade(rt: Any, params: dict[str, Any], account: Account, folder: P
         outcome.notes.extend(e["message"] for e in result.errors)
         outcome.reasons.extend(dict.fromkeys(e["code"] for e in result.errors))
     if folder is not None:
-        data = result.to_dict()
+        from workflows.fleet.render import markdown_page
+
+        data, markdown = result.to_dict(), to_markdown(result)
         files = {
-            "qa-grade.md": to_markdown(result),
+            "qa-grade.md": markdown,
             "qa-grade.json": json.dumps(data, indent=2, sort_keys=True) + "\n",
             "qa-grade.csv": _calls_csv(data["calls"]),
+            "qa-grade.html": markdown_page(f"qa-grade {account.name}", markdown),
         }
         for name, text in files.items():
             outcome.files.append(str(write_atomically(folder / name, text)))

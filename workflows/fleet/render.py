@@ -117,6 +117,15 @@ def render_files(result: FleetResult) -> dict[str, bytes]:
     }
 
 
+def markdown_page(title: str, markdown: str) -> str:
+    """A standalone HTML page of ``markdown`` (raw HTML in it, e.g. a server's names, is escaped, not kept)."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
+            f"<body>\n{body}</body></html>\n")
+
+
 def write_files(result: FleetResult, out_dir: str) -> list[str]:
     """Write the fleet summary files into ``out_dir`` atomically; their paths."""
     from agent.files import write_atomically

@@ -21,6 +21,8 @@ from workflows.fleet.job import WORKFLOWS, JobEnvironment
 from workflows.fleet.render import write_files
 from workflows.fleet.result import FleetResult
 
+DEFAULT_CONCURRENCY = 8  # accounts at a time in-process (settings.fleet_concurrency overrides)
+
 Notice = Callable[[str], None]
 
 
@@ -34,7 +36,7 @@ class FleetParams:
     tenant: str | None = None
     status: str | None = None
     names: tuple[str, ...] = ()
-    concurrency: int = 8
+    concurrency: int = DEFAULT_CONCURRENCY
     out: str | None = None
     detach: bool = False
 
