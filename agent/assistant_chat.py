@@ -242,10 +242,18 @@ class AssistantChat:
         """Send one message and return the reply; on success the chat continues from it."""
         if not message.strip():
             raise ConfigError("the message is empty")
-        if self.route == "rest":
-            reply = await self._send_rest(message, on_event)
-        else:
-            reply = await self._send_mcp(message, on_event)
+        try:
+            if self.route == "rest":
+                reply = await self._send_rest(message, on_event)
+            else:
+                reply = await self._send_mcp(message, on_event)
+        except UpstreamError as exc:
+            # Vapi: 400 "Couldn't Get Chat. `previousChatId` X Does Not Exist." An unknown id the user
+            # gave is bad input (exit 2), as everywhere an id is taken, not a server failure.
+            if self.chat_id and exc.status in (400, 404) and "previouschatid" in exc.message.lower():
+                raise ConfigError(f"--previous-chat-id {self.chat_id!r}: no such chat",
+                                  hint="pass the whole chat id that `assistant chat` printed") from None
+            raise
         self.chat_id = reply.chat_id
         return reply
 

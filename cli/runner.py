@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,11 @@ from agent.redact import install_logging_redaction, redact
 from agent.terminal import printable
 from agent.usage import Usage
 from cli.envelope import Envelope
+
+# The reader of stdout went away (`vapi-agent calls list | head -3`): what a shell reports for a
+# program killed by SIGPIPE (128 + 13), the work itself having finished and been recorded.
+EXIT_STDOUT_CLOSED = 141
+STDOUT_CLOSED = {"code": "stdout_closed", "message": "stdout was closed before all output was written"}
 
 
 @dataclass
@@ -135,7 +141,13 @@ def run_command(
         envelope.status, envelope.errors = outcome.status, outcome.errors
         exit_code = outcome.exit_code
         if not settings.json and render is not None:
-            render(outcome, ctx)
+            try:
+                render(outcome, ctx)
+            except (BrokenPipeError, SystemExit) as exc:
+                if not _reader_gone(exc):
+                    raise
+                envelope.errors.append(dict(STDOUT_CLOSED))
+                exit_code = EXIT_STDOUT_CLOSED
     except KeyboardInterrupt:
         envelope.status = "error"
         envelope.errors.append({"code": "interrupted", "message": "interrupted by Ctrl-C"})
@@ -166,8 +178,34 @@ def run_command(
     if store is not None:
         store.close()  # writes what is still queued (waiting out another process's lock), then closes
     if settings.json:
-        print(envelope.dumps(), file=out, flush=True)
+        try:
+            print(envelope.dumps(), file=out, flush=True)
+        except BrokenPipeError:
+            _silence(out)
+            return EXIT_STDOUT_CLOSED
     return exit_code
+
+
+def _reader_gone(exc: BaseException) -> bool:
+    """Whether rendering stopped because stdout's reader closed it.
+
+    rich answers a broken pipe by pointing stdout at /dev/null and raising ``SystemExit(1)`` from
+    the ``BrokenPipeError``; a bare ``print`` raises the ``BrokenPipeError`` itself.
+    """
+    if isinstance(exc, BrokenPipeError):
+        _silence(sys.stdout)
+        return True
+    return isinstance(exc, SystemExit) and isinstance(exc.__context__, BrokenPipeError)
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a closed stream's descriptor at /dev/null, so flushing it at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real descriptor (captured in tests): nothing left to flush there
+        pass
 
 
 def fail_before_start(workflow: str, error: AgentError | dict[str, Any], *, json: bool, exit_code: int | None = None,

@@ -233,6 +233,13 @@ def test_id_prefixes_are_accepted_and_unknown_ids_are_exit_2(run: Callable[..., 
     assert graded.code == 0 and graded.envelope()["result"]["assistant"]["id"] == renewal["id"]
 
 
+def test_an_unknown_previous_chat_id_is_exit_2_with_nothing_on_stdout(run: Callable[..., Ran]) -> None:
+    for route in ("rest", "mcp"):
+        unknown = run("assistant", "chat", "Support", "Hi", "--previous-chat-id", "24df0296", "--via", route)
+        assert unknown.code == 2 and unknown.out == "", (route, unknown.out, unknown.err)
+        assert unknown.err.splitlines()[-1].startswith("error: --previous-chat-id '24df0296': no such chat")
+
+
 # ---------------------------------------------------------------- 7. only intact recordings; a new folder gets them
 def test_recordings_are_reported_only_while_intact_and_a_new_folder_gets_them(
         run: Callable[..., Ran], served: Any, tmp_path: Path) -> None:
@@ -345,3 +352,31 @@ def test_one_wording_for_files_bytes_columns_and_plans(run: Callable[..., Ran], 
     assert planned.code == 0, planned.err
     shown = planned.out + planned.err  # the plan is on stderr, the one-line outcome on stdout
     assert "{" not in shown and "└── → transfers to Technical Fallback" in shown, shown
+
+
+# ---------------------------------------------------------------- output into a pipe its reader closed
+def test_a_closed_stdout_is_exit_141_and_the_run_is_recorded(tmp_path: Path) -> None:
+    """`vapi-agent tools list | head -1`: no traceback, no "internal error", no run left "running"."""
+    import os
+    import subprocess
+
+    executable = Path(sys.executable).parent / "vapi-agent"
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("OPENAI_", "VAPI_API_KEY", "TRUTO_", "VAPI_AGENT_"))}
+    env.update({"VAPI_AGENT_DATA_DIR": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+                "COLUMNS": "100"})
+    for argv in (["tools", "list"], ["--json", "tools", "list"]):
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before anything is written: every write is EPIPE
+        try:
+            done = subprocess.run([str(executable), *argv], stdout=write, stderr=subprocess.PIPE, env=env,
+                                  text=True, timeout=120, stdin=subprocess.DEVNULL)
+        finally:
+            os.close(write)
+        assert done.returncode == 141, (argv, done.stderr)
+        assert "Traceback" not in done.stderr and "error" not in done.stderr, done.stderr
+    logged = subprocess.run([str(executable), "logs", "--json"], env=env, capture_output=True, text=True,
+                            timeout=120, stdin=subprocess.DEVNULL)
+    runs = json.loads(logged.stdout)["result"]["runs"]
+    assert [r["workflow"] for r in runs] == ["tools.list", "tools.list"]
+    assert all(not r["status"].startswith("running") for r in runs), runs

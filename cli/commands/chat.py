@@ -110,14 +110,16 @@ def assistant_chat_body(options: AssistantChatOptions, *, sandbox: Any = None, o
 
             async def one(message: str) -> None:
                 streamed.clear()
+                whole = False
                 try:
                     reply = await chat.send(message, printer)
                     replies.append(reply)
                     sent.append(message)
                     if show and not streamed:  # the reply arrived whole (the MCP route): print it now
                         print(printable(redact(reply.text)), end="")
+                        whole = True
                 finally:
-                    if show:  # end the streamed line, also after a dropped stream
+                    if show and (streamed or whole):  # end the reply's line, also after a dropped stream
                         print(printable(stream.flush()), flush=True)
 
             interactive = options.message is None and lines is None and sys.stdin.isatty() and show
