@@ -241,24 +241,29 @@ class VapiFacade:
         return output.data
 
     # ------------------------------------------------------------ generic list / get
-    async def iter_list(self, operation: str, *, full: bool = False, **filters: Any) -> AsyncIterator[dict[str, Any]]:
-        """Every item of a list operation, following ``next_cursor`` whatever the server's page cap."""
+    async def iter_pages(self, operation: str, *, full: bool = False,
+                         **filters: Any) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every page of a list operation (the items of one request), following ``next_cursor``."""
         binding, tool = self._require(operation, full=full)
         if binding.style == "vapi":
-            for item in _items(await self._call(tool, {}))[0]:
-                yield item
+            yield _items(await self._call(tool, {}))[0]
             return
         args = {k: v for k, v in filters.items() if v is not None}
         args.setdefault("limit", self.page_size)
         seen: set[str] = set()
         while True:
             items, cursor = _items(await self._call(tool, args))
-            for item in items:
-                yield item
+            yield items
             if not cursor or cursor in seen:
                 return
             seen.add(cursor)
             args["next_cursor"] = cursor
+
+    async def iter_list(self, operation: str, *, full: bool = False, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Every item of a list operation, following ``next_cursor`` whatever the server's page cap."""
+        async for page in self.iter_pages(operation, full=full, **filters):
+            for item in page:
+                yield item
 
     async def list_all(self, operation: str, *, limit: int | None = None, full: bool = False,
                        **filters: Any) -> list[dict[str, Any]]:
@@ -311,6 +316,12 @@ class VapiFacade:
         """Calls newest first, with filters and artifacts (needs a full ``calls.list``)."""
         return self.iter_list("calls.list", full=True, assistantId=assistant_id,
                               createdAtGe=_iso(created_at_ge), createdAtLt=_iso(created_at_lt), **filters)
+
+    def iter_call_pages(self, *, created_at_ge: datetime | str | None = None,
+                        created_at_lt: datetime | str | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """``iter_calls`` a page at a time (a caller that works on one page while the next is fetched)."""
+        return self.iter_pages("calls.list", full=True, createdAtGe=_iso(created_at_ge),
+                               createdAtLt=_iso(created_at_lt))
 
     async def get_call(self, call_id: str) -> dict[str, Any]:
         """One call with its artifact."""

@@ -1,42 +1,45 @@
-"""Benchmark: qa-grade at scale, side by side in one run.
+"""Benchmark: qa-grade at scale, (a) under a rate limit and (b) in model input tokens.
 
-Run (never run by CI; about a minute)::
+Run (never run by CI)::
 
-    .venv/bin/python bench/qa_grade.py                  # 200 calls, limit 10/2
-    .venv/bin/python bench/qa_grade.py --last 100 --json
+    .venv/bin/python -m bench.qa_grade [--json] [--quick] [--rounds 3] [--last 200]
 
-(a) Rate limits. ``qa_grade.run`` grades the Support assistant's newest ``--last`` ended calls with
-``--recordings failing`` against a sandbox served by ``python -m sandbox serve`` in its own process
-(so the server never competes with the client for the GIL), limited on the MCP path to ``--limit``
-(every POST counts: ``initialize``, ``tools/list``, the notification, every tool call). Figures
-come from the sandbox's own request log: requests sent, 429s, and ``wall / ideal`` with
-``ideal = (ceil((requests sent - 429s) / N) - 1) x W`` for a limit of N per W seconds (the earliest
-the last window can open). Wall is measured from before the client connects until the result is
-back, recordings downloaded (modules are imported before the clock starts: the mcp SDK alone takes
-seconds to import, which is start-up, not rate limiting).
+Each metric (the Support assistant's scorecard, the default; ``Empathy``, a numeric structured
+output) is graded on a dataset with a fixed anchor (the dataset depends on it, so runs compare).
+What the task needs at the least is worked out from the dataset over REST (``bench.minimal.qa_plan``:
+the graded calls, the failing ones, the list pages), never from our own run; our run must grade
+exactly those calls or the benchmark fails.
 
-(b) Model input tokens per failing call. Both sides talk to a scripted model that counts every
-request with the same function (``request_tokens``: the JSON of messages + tools + response
-format, over 4 characters per token; tiktoken needs to download its tables, which this machine
-cannot). "Ours" is run (a) itself: the pipeline sends each failing call's timestamped transcript,
-and the model answers with one true finding. "Plain agent" is our own ``ask`` loop
-(``agent.loop.run_agent``) given the task as its prompt, driven by a script that makes the minimal
-calls: list assistants, list the assistant's calls (following the cursor), get each graded call,
-get the failing calls' recordings, then answer. The script batches each step's calls into one
-turn (parallel tool calls), the cheapest way a chat model can do it, so the ratio is a lower bound.
-It runs on an in-process copy of the same dataset (same seed, count and anchor), without the rate
-limit, which does not change what the model reads.
+(a) Rate limits. ``workflows.qa.grade.run`` grades the newest ``--last`` ended calls with
+``--recordings failing`` against a sandbox served by ``python -m sandbox serve --rate-limit 10/2`` in
+its own process (every POST on the MCP path counts). ``ideal = (ceil(minimal requests / 10) - 1) x 2 s``
+with minimal requests = handshake (2) + assistant list + call pages + scorecard list + one recording
+link per failing call. Wall runs from before the client connects until the result is back with every
+recording downloaded (modules imported first). Requests sent and 429s come from the sandbox's log.
+
+(b) Model input tokens per failing call, counted with the real o200k_base BPE (``bench.tokens``).
+The floor is the tokens of the failing call's transcript alone (``artifact.transcript``): a model
+cannot judge a call without reading it. Contenders:
+
+* ``ours``: the pipeline, one request per failing call (its transcript with timestamps, the
+  metric, the assistant's prompt), answered by a scripted model with one true finding;
+* ``plain agent, batched``: our own ``ask`` loop (``agent.loop.run_agent``) given the task as its
+  prompt, driven by a script that makes the minimal calls (list assistants, the pages of the
+  assistant's calls following ``next_cursor``, get each graded call, each failing call's
+  recording), each step's calls in one turn (parallel tool calls: the cheapest a chat model can do);
+* ``plain agent, one call per turn``: the same calls, one per turn, as many chat agents work.
+
+Tool results are capped by the loop as in ``ask`` (12,000 characters, head and tail). Token counts
+are deterministic, so (b) is counted once per contender.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import math
 import os
 import re
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -44,13 +47,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-
-import httpx2  # noqa: E402
-from served import auth, served_sandbox  # noqa: E402 - bench/ is on sys.path as the script's folder
-
-from agent.model import ModelTurn, ToolCall  # noqa: E402
+from agent.model import ModelTurn, ToolCall
+from bench import harness, minimal, tokens
+from bench.served import request_log, served_sandbox
 
 ASSISTANT = "Support"
 TASK = ("Pull the last {n} completed calls of our Support assistant, check their scores, and for every call "
@@ -59,17 +58,9 @@ _LINE = re.compile(r"^\[(\d+(?:\.\d+)?)s\] Assistant: (.*)$", re.M)
 _CURSOR = re.compile(r'"next_cursor":\s*"([^"]+)"')
 
 
-# ---------------------------------------------------------------- one token count for both sides
-def request_tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-                   response_format: dict[str, Any] | None) -> int:
-    """Input tokens of one chat request, estimated the same way for both sides (4 characters a token)."""
-    payload = {"messages": messages, "tools": tools or [], "response_format": response_format}
-    return math.ceil(len(json.dumps(payload, ensure_ascii=False)) / 4)
-
-
 @dataclass
 class CountingModel:
-    """A scripted ``ChatModel`` that counts the input tokens of every request it gets."""
+    """A scripted ``ChatModel`` that counts the input tokens of every request it gets (o200k_base)."""
 
     script: Any  # (messages, tools, response_format) -> ModelTurn
     name: str = "scripted-counting"
@@ -80,12 +71,12 @@ class CountingModel:
     async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, *,
                        on_token: Any = None, response_format: dict[str, Any] | None = None) -> ModelTurn:
         """Count, then answer from the script."""
-        tokens = request_tokens(messages, tools, response_format)
+        count = tokens.request_tokens(messages, tools, response_format)
         self.requests += 1
-        self.input_tokens += tokens
-        self.per_request.append(tokens)
+        self.input_tokens += count
+        self.per_request.append(count)
         turn: ModelTurn = self.script(messages, tools, response_format)
-        turn.input_tokens = tokens
+        turn.input_tokens = count
         return turn
 
 
@@ -103,18 +94,16 @@ class PlainAgentScript:
     """The minimal calls a chat model needs for the task, then an answer.
 
     It knows what a perfect reader of the results would know (the graded and failing call ids, and
-    how many list pages the pipeline needed), and follows ``next_cursor`` from the page it just read.
-    ``batched``: each step's calls go out in one turn (parallel tool calls, the cheapest way); else
-    one call per turn, as many chat agents work.
+    how many list pages the task needs), and follows ``next_cursor`` from the page it just read.
+    ``batched``: each step's calls go out in one turn (parallel tool calls); else one call per turn.
     """
 
-    def __init__(self, assistant_id: str, pages: int, graded: list[str], failing: list[str], *,
-                 batched: bool) -> None:
-        self.assistant_id, self.graded, self.failing = assistant_id, graded, failing
-        gets = [("get", [cid]) for cid in graded] if not batched else [("get", graded)]
-        recordings = [("recording", [cid]) for cid in failing] if not batched else [("recording", failing)]
-        self.plan: list[tuple[str, list[str]]] = [("assistants", []), *[("calls", [])] * pages, *gets,
-                                                  *recordings, ("answer", [])]
+    def __init__(self, plan: minimal.QAPlan, *, batched: bool) -> None:
+        self.plan_of = plan
+        gets = [("get", [cid]) for cid in plan.graded] if not batched else [("get", plan.graded)]
+        recordings = [("recording", [cid]) for cid in plan.failing] if not batched else [("recording", plan.failing)]
+        self.steps: list[tuple[str, list[str]]] = [("assistants", []), *[("calls", [])] * plan.pages, *gets,
+                                                   *recordings, ("answer", [])]
         self._ids = iter(range(1_000_000))
         self._pages_listed = 0
 
@@ -124,11 +113,11 @@ class PlainAgentScript:
 
     def __call__(self, messages: list[dict[str, Any]], tools: Any, response_format: Any) -> ModelTurn:
         """The next turn."""
-        step, ids = self.plan.pop(0)
+        step, ids = self.steps.pop(0)
         if step == "assistants":
             return self._calls("list_all_vapi_assistants", [{}])
         if step == "calls":
-            args: dict[str, Any] = {"assistantId": self.assistant_id, "limit": 100}
+            args: dict[str, Any] = {"assistantId": self.plan_of.assistant_id, "limit": minimal.PAGE_CAP}
             if self._pages_listed:  # not the first page: pass the cursor of the page just read back
                 found = _CURSOR.search(str(messages[-1].get("content") or ""))
                 if found is None:
@@ -140,148 +129,191 @@ class PlainAgentScript:
             return self._calls("get_single_vapi_call_by_id", [{"id": cid} for cid in ids])
         if step == "recording":
             return self._calls("list_all_vapi_mono_recordings", [{"call_id": cid} for cid in ids])
-        return ModelTurn(content=f"{len(self.failing)} of {len(self.graded)} calls scored under the threshold: ...",
-                         output_tokens=400)
+        return ModelTurn(content=f"{len(self.plan_of.failing)} of {len(self.plan_of.graded)} calls scored under "
+                                 "the threshold: ...", output_tokens=400)
 
 
-def mcp_posts(origin: str) -> list[dict[str, Any]]:
-    """Every POST on the MCP path, from the sandbox's own request log."""
-    response = httpx2.get(f"{origin}/_sandbox/log", params={"transport": "mcp"}, headers=auth(), timeout=30)
-    response.raise_for_status()
-    return [e for e in response.json() if e["method"] == "POST"]
-
-
-# ---------------------------------------------------------------- (a) + ours
-def _preload() -> None:
-    """Import what ``open_runtime`` imports lazily (the mcp SDK alone takes seconds): wall time is
+def warm_imports() -> None:
+    """Import what ``open_runtime`` imports lazily (the mcp SDK alone takes seconds): the wall time is
     about waiting on the rate limit, not about Python's start-up."""
     import importlib
 
     for name in ("httpx2", "mcp", "mcp.client.streamable_http", "agent.mcp.connection", "agent.mcp.servers",
                  "agent.policy", "agent.ratelimit.breaker", "agent.ratelimit.governor", "agent.ratelimit.policy",
-                 "agent.ratelimit.transport", "agent.media", "workflows.qa_analysis"):
+                 "agent.ratelimit.transport", "agent.media", "workflows.qa.grade", "workflows.qa.analysis"):
         importlib.import_module(name)
+    tokens.encoding()
 
 
-async def run_pipeline(url: str, last: int, metric: str | None, concurrency: int,
-                       recordings_dir: str) -> tuple[Any, CountingModel, float]:
-    """qa-grade through the product's stack; returns (result, the counting model, wall seconds)."""
+async def run_pipeline(settings_flags: dict[str, Any], sandbox: Any, last: int, metric: str | None,
+                       recordings_dir: str) -> tuple[Any, CountingModel]:
+    """qa-grade through the product's stack (served: ``mcp_url`` in the flags; else the given sandbox)."""
     from agent.config import load_settings
     from agent.runtime import open_runtime
     from workflows.qa.grade import QAParams, run
 
-    _preload()
     model = CountingModel(analysis_answer)
-    settings = load_settings({"mcp_url": url, "mcp_kind": "sandbox", "concurrency": concurrency}, env={})
-    started = time.monotonic()
-    async with open_runtime(settings, model=model, store=None, prompt=None, notice=lambda _m: None) as rt:
+    async with open_runtime(load_settings(settings_flags, env={}), model=model, sandbox=sandbox, store=None,
+                            prompt=None, notice=lambda _m: None) as rt:
         result = await run(rt, QAParams(ASSISTANT, last=last, metric=metric, recordings="failing",
                                         recordings_dir=recordings_dir))
-    return result, model, time.monotonic() - started
+    return result, model
 
 
-# ---------------------------------------------------------------- (b) the plain agent
-async def run_plain_agent(sandbox: Any, task: str, pages: int, graded: list[str], failing: list[str], *,
-                          batched: bool) -> tuple[CountingModel, Any]:
+def check_against_plan(result: Any, plan: minimal.QAPlan) -> None:
+    """Our run graded exactly the plan's calls and found exactly its failing ones, or the bench fails."""
+    graded = [c["id"] for c in result.calls]
+    failing = [c["id"] for c in result.failing]
+    if sorted(graded) != sorted(plan.graded) or sorted(failing) != sorted(plan.failing):
+        raise RuntimeError(f"qa-grade graded {len(graded)} calls ({len(failing)} failing); the dataset says "
+                           f"{len(plan.graded)} ({len(plan.failing)} failing)")
+
+
+async def run_plain_agent(sandbox: Any, task: str, plan: minimal.QAPlan, *, batched: bool) -> CountingModel:
     """Our own ask loop with the task as its prompt, driven by the minimal-calls script."""
     from agent.config import Settings
     from agent.loop import Limits, run_agent
     from agent.runtime import open_runtime
 
     async with open_runtime(Settings(), sandbox=sandbox, store=None, prompt=None, notice=lambda _m: None) as rt:
-        assistant = await rt.vapi.resolve_assistant(ASSISTANT)
-        model = CountingModel(PlainAgentScript(assistant["id"], pages, graded, failing, batched=batched))
-        steps = len(model.script.plan)
-        limits = Limits(max_turns=steps + 1, max_tool_calls=len(graded) + len(failing) + pages + 10,
+        script = PlainAgentScript(plan, batched=batched)
+        model = CountingModel(script)
+        steps = len(script.steps)
+        limits = Limits(max_turns=steps + 1, max_tool_calls=len(plan.graded) + len(plan.failing) + plan.pages + 10,
                         max_repeats=steps)
         outcome = await run_agent(rt, task, limits=limits, model=model)
     if outcome.stopped_by is not None:
         raise RuntimeError(f"the plain agent stopped early: {outcome.stopped_by}")
-    return model, outcome
+    failed = [c for c in outcome.tool_calls if not c["ok"]]
+    if failed:
+        raise RuntimeError(f"the plain agent's tool calls failed: {failed[:2]}")
+    return model
 
 
-# ---------------------------------------------------------------- figures
-def rate_figures(posts: list[dict[str, Any]], wall: float, limit: int, window: float) -> dict[str, Any]:
-    """Requests sent, 429s, the ideal and wall / ideal."""
-    sent = len(posts)
-    refused = sum(1 for e in posts if e["status"] == 429)
-    ideal = (math.ceil((sent - refused) / limit) - 1) * window
-    return {"requests_sent": sent, "requests_429": refused, "wall_s": round(wall, 2), "ideal_s": round(ideal, 2),
-            "wall_over_ideal": round(wall / ideal, 3) if ideal else None}
+# ---------------------------------------------------------------- the scenarios
+@dataclass
+class Setup:
+    """The workload shared by the scenarios."""
+
+    last: int
+    calls: int
+    seed: int
+    anchor: datetime
+    limit: str
+    concurrency: int
+
+    def sandbox(self) -> Any:
+        """An in-process copy of the served dataset (same seed, size and anchor), without rate limit."""
+        from sandbox.app import Sandbox
+        from sandbox.world.config import SandboxConfig
+
+        return Sandbox(SandboxConfig(seed=self.seed, calls=self.calls, anchor=self.anchor))
+
+    def serve_options(self) -> list[str]:
+        """``sandbox serve`` flags of the rate-limited copy."""
+        return ["--rate-limit", self.limit, "--calls", str(self.calls), "--seed", str(self.seed),
+                "--anchor", self.anchor.isoformat()]
+
+
+def rate_scenario(setup: Setup, metric: str | None, rounds: int,
+                  tmp: Path) -> tuple[harness.Scenario, minimal.QAPlan]:
+    """(a): ours under the rate limit, ``rounds`` times; the ideal from the minimal requests (the plan)."""
+    count, _, seconds = setup.limit.partition("/")
+    limit, window = int(count), float(seconds)
+    with served_sandbox(*setup.serve_options()) as (url, origin):
+        plan = minimal.qa_plan(origin, ASSISTANT, setup.last, metric, setup.anchor.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        ideal = max(0, math.ceil(plan.requests / limit) - 1) * window
+        scenario = harness.Scenario(
+            f"(a) rate limit: {setup.last} calls graded on {plan.metric}",
+            workload={"assistant": ASSISTANT, "last": setup.last, "metric": plan.metric, "graded": len(plan.graded),
+                      "failing": len(plan.failing), "limit": setup.limit, "recordings": "failing"},
+            ideal={"minimal_requests": plan.requests, "wall_s": ideal},
+            contenders=["ours"],
+            columns={"wall_over_ideal": "wall / ideal", "wall_s": "wall s", "requests_sent": "requests sent",
+                     "requests_429": "429s"})
+        flags = {"mcp_url": url, "mcp_kind": "sandbox", "concurrency": setup.concurrency}
+
+        def measure(_name: str, index: int) -> dict[str, float]:
+            last_seen = max((e["t_end"] for e in request_log(origin)), default=0.0)
+            time.sleep(max(0.0, last_seen + window + 0.2 - time.time()))  # a fresh window
+            epoch, began = time.time(), time.monotonic()
+            result, _model = asyncio.run(run_pipeline(flags, None, setup.last, metric, str(tmp / f"rec-{index}")))
+            wall = time.monotonic() - began
+            check_against_plan(result, plan)
+            posts = [e for e in request_log(origin) if e["method"] == "POST" and e["t_start"] >= epoch]
+            saved = sum(1 for c in result.calls if c["recording"])
+            return {"wall_s": wall, "wall_over_ideal": wall / ideal if ideal else 0.0, "requests_sent": len(posts),
+                    "requests_429": sum(1 for e in posts if e["status"] == 429), "recordings_saved": saved}
+
+        return scenario.run(rounds, measure), plan
+
+
+def token_scenario(setup: Setup, metric: str | None, plan: minimal.QAPlan, tmp: Path) -> harness.Scenario:
+    """(b): input tokens per failing call, ours and the plain agent, against the transcript floor."""
+    if not plan.failing:
+        raise SystemExit(f"none of the {len(plan.graded)} graded calls fails on {plan.metric}: raise --last")
+    failing = len(plan.failing)
+    floor = sum(tokens.count(t) for t in plan.transcripts.values()) / failing
+    task = TASK.format(n=len(plan.graded), metric=plan.metric, threshold=f"{minimal.THRESHOLD:g}")
+    scenario = harness.Scenario(
+        f"(b) model input tokens per failing call: {plan.metric}",
+        workload={"graded": len(plan.graded), "failing": len(plan.failing), "metric": plan.metric,
+                  "tokenizer": "o200k_base (tiktoken, file from bpe-openai, sha256 checked)"},
+        ideal={"floor_tokens_per_failing_call": round(floor, 1),
+               "floor": "the tokens of the failing call's transcript alone"},
+        contenders=["ours", "plain agent, batched", "plain agent, one call per turn"],
+        columns={"tokens_per_failing_call": "input tokens per failing call", "times_floor": "x the floor",
+                 "requests": "model requests"})
+    scenario.notes.append("token counts are deterministic: each contender is counted once")
+
+    def measure(name: str, _round: int) -> dict[str, float]:
+        if name == "ours":
+            result, model = asyncio.run(run_pipeline({}, setup.sandbox(), setup.last, metric, str(tmp / "rec-b")))
+            check_against_plan(result, plan)
+        else:
+            model = asyncio.run(run_plain_agent(setup.sandbox(), task, plan, batched=name.endswith("batched")))
+        per_call = model.input_tokens / failing
+        return {"tokens_per_failing_call": per_call, "times_floor": per_call / floor, "requests": model.requests,
+                "input_tokens": model.input_tokens}
+
+    scenario.run(1, measure)
+    ours = scenario.median("ours", "tokens_per_failing_call")
+    for name in scenario.contenders[1:]:
+        scenario.notes.append(f"{name}: {scenario.median(name, 'tokens_per_failing_call') / ours:.1f}x ours")
+    return scenario
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run (a) and (b) and print the figures (and JSON with ``--json``)."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    """Run (a) and (b) for each metric and print the figures (``--json``: one JSON document)."""
+    parser = harness.parser(__doc__)
     parser.add_argument("--last", type=int, default=200, help="calls to grade (default 200)")
-    parser.add_argument("--metric", default=None, help="as qa-grade --metric (default: the assistant's scorecard)")
+    parser.add_argument("--metric", action="append", help="metrics to grade on (default: the scorecard, Empathy)")
     parser.add_argument("--limit", default="10/2", help="sandbox MCP rate limit N/SECONDS (default 10/2)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--calls", type=int, default=800, help="dataset size (default 800: 250+ Support calls)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--anchor", default="2026-03-02T12:00:00+00:00",
                         help="the dataset's anchor (the dataset depends on it; fixed so runs compare)")
-    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args(argv)
-    count, _, seconds = args.limit.partition("/")
-    limit, window = int(count), float(seconds)
-    anchor = datetime.fromisoformat(args.anchor).astimezone(UTC)
+    rounds = harness.check_rounds(args)
+    setup = Setup(last=30 if args.quick else args.last, calls=400 if args.quick else args.calls, seed=args.seed,
+                  anchor=datetime.fromisoformat(args.anchor).astimezone(UTC),
+                  limit="5/1" if args.quick else args.limit, concurrency=args.concurrency)
+    metrics: list[str | None] = list(args.metric) if args.metric else [None, "Empathy"]
     for name in ("VAPI_AGENT_MCP_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "VAPI_API_KEY"):
         os.environ.pop(name, None)
-
+    warm_imports()
+    result = harness.Result("qa_grade", args.quick, rounds)
     with tempfile.TemporaryDirectory(prefix="bench-qa-") as tmp:
         os.environ["VAPI_AGENT_DATA_DIR"] = str(Path(tmp) / "data")  # capped tool results land here
-        with served_sandbox("--rate-limit", args.limit, "--calls", str(args.calls), "--seed", str(args.seed),
-                            "--anchor", anchor.isoformat()) as (url, origin):
-            result, ours, wall = asyncio.run(run_pipeline(url, args.last, args.metric, args.concurrency,
-                                                          str(Path(tmp) / "rec")))
-            posts = mcp_posts(origin)
-        graded = [c["id"] for c in result.calls]
-        failing = [c["id"] for c in result.failing]
-        if len(graded) < args.last:
-            raise SystemExit(f"only {len(graded)} ended calls to grade; raise --calls")
-        pages = sum(1 for e in posts if e.get("tool") == "list_all_vapi_calls" and e["status"] == 200)
-        metric = result.metric["name"]
-        task = TASK.format(n=len(graded), metric=metric, threshold=f"{result.threshold:g}")
-        plain = {}
-        for batched in (True, False):
-            from sandbox.app import Sandbox
-            from sandbox.world.config import SandboxConfig
-
-            sandbox = Sandbox(SandboxConfig(seed=args.seed, calls=args.calls, anchor=anchor))
-            plain[batched] = asyncio.run(run_plain_agent(sandbox, task, pages, graded, failing, batched=batched))
-
-    rate = rate_figures(posts, wall, limit, window)
-    n_failing = max(1, len(failing))
-    ours_per_call = ours.input_tokens / n_failing
-    figures: dict[str, Any] = {
-        "a": {"calls_graded": len(graded), "metric": metric, "failing": len(failing),
-              "recordings_saved": sum(1 for c in result.calls if c["recording"]), "limit": args.limit, **rate},
-        "b": {"failing_calls": len(failing), "calls_analysed": sum(1 for c in result.failing if c["findings"]),
-              "ours": {"requests": ours.requests, "input_tokens": ours.input_tokens,
-                       "per_failing_call": round(ours_per_call)}},
-    }
-    for batched, (model, outcome) in plain.items():
-        per_call = model.input_tokens / n_failing
-        figures["b"]["plain_batched" if batched else "plain_one_call_per_turn"] = {
-            "requests": model.requests, "tool_calls": len(outcome.tool_calls),
-            "tool_calls_ok": sum(1 for c in outcome.tool_calls if c["ok"]), "input_tokens": model.input_tokens,
-            "per_failing_call": round(per_call), "times_ours": round(per_call / ours_per_call, 1)}
-    a, b = figures["a"], figures["b"]
-    print(f"(a) {a['calls_graded']} calls graded on {metric} ({a['failing']} failing, {a['recordings_saved']} "
-          f"recordings saved) under {a['limit']}: wall {a['wall_s']} s, ideal {a['ideal_s']} s -> "
-          f"{a['wall_over_ideal']}x the ideal (target <= 1.20); {a['requests_sent']} requests sent, "
-          f"{a['requests_429']} answered 429")
-    print(f"(b) model input tokens per failing call: ours {b['ours']['per_failing_call']} "
-          f"({b['ours']['requests']} requests)")
-    for key, label in (("plain_batched", "plain agent, each step's calls in one turn"),
-                       ("plain_one_call_per_turn", "plain agent, one call per turn")):
-        row = b[key]
-        print(f"    {label}: {row['per_failing_call']} ({row['requests']} requests, {row['tool_calls']} tool calls) "
-              f"-> ours is {row['times_ours']}x fewer (target >= 20x)")
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    return 0
+        plans = []
+        for metric in metrics:
+            scenario, plan = rate_scenario(setup, metric, rounds, Path(tmp))
+            result.scenarios.append(scenario)
+            plans.append(plan)
+        for metric, plan in zip(metrics, plans, strict=True):
+            result.scenarios.append(token_scenario(setup, metric, plan, Path(tmp)))
+    return result.finish(args)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
@@ -27,6 +28,25 @@ def auth() -> dict[str, str]:
 @contextmanager
 def served_sandbox(*options: str) -> Iterator[tuple[str, str]]:
     """Serve a sandbox with ``options`` (serve flags); yields (MCP URL, origin); stops it on exit."""
+    with _serve(options, "MCP (Truto-style") as url:
+        origin = url.split("/mcp/", 1)[0]
+        _wait_ready(f"{origin}/assistant", auth())
+        yield url, origin
+
+
+@contextmanager
+def served_fleet(accounts: int, token: str, *options: str) -> Iterator[str]:
+    """Serve a sandbox fleet of ``accounts`` (``serve --accounts``) with Truto API token ``token``; yields the
+    Truto admin API URL; stops it on exit."""
+    with _serve(("--accounts", str(accounts), "--api-token", token, *options), "Truto API (admin):") as url:
+        _wait_ready(f"{url}/integrated-account", {"Authorization": f"Bearer {token}"})
+        yield url
+
+
+@contextmanager
+def _serve(options: tuple[str, ...], marker: str) -> Iterator[str]:
+    """``python -m sandbox serve --port 0 OPTIONS`` in a child process; yields the URL its banner line
+    ``marker`` names."""
     cmd = [sys.executable, "-m", "sandbox", "serve", "--port", "0", "--no-access-log", *options]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -37,13 +57,11 @@ def served_sandbox(*options: str) -> Iterator[tuple[str, str]]:
             line = proc.stdout.readline()
             if not line:
                 raise RuntimeError("the sandbox exited before printing its URL")
-            if "MCP (Truto-style" in line:
-                url = line.split(": ", 1)[1].strip()
+            if marker in line:
+                url = next((word for word in line.split() if word.startswith("http")), "")
         if not url:
-            raise RuntimeError("the sandbox did not print its MCP URL in time")
-        origin = url.split("/mcp/", 1)[0]
-        _wait_ready(origin)
-        yield url, origin
+            raise RuntimeError("the sandbox did not print its URL in time")
+        yield url
     finally:
         proc.terminate()
         try:
@@ -53,13 +71,28 @@ def served_sandbox(*options: str) -> Iterator[tuple[str, str]]:
             proc.wait()
 
 
-def _wait_ready(origin: str) -> None:
+def _wait_ready(url: str, headers: dict[str, str]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx2.get(f"{origin}/assistant", headers=auth(), timeout=2).status_code == 200:
+            if httpx2.get(url, headers=headers, timeout=2).status_code == 200:
                 return
         except httpx2.TransportError:
             pass
         time.sleep(0.1)
     raise RuntimeError("the sandbox did not answer in time")
+
+
+def request_log(origin: str, transport: str = "mcp") -> list[dict[str, Any]]:
+    """The sandbox's own record of every request it received on one transport (``GET /_sandbox/log``)."""
+    response = httpx2.get(f"{origin}/_sandbox/log", params={"transport": transport}, headers=auth(), timeout=60)
+    response.raise_for_status()
+    entries: list[dict[str, Any]] = response.json()
+    return entries
+
+
+def rest_get(origin: str, path: str, **params: Any) -> Any:
+    """One REST read (the REST path is not rate limited: only the MCP path is)."""
+    response = httpx2.get(f"{origin}{path}", params=params, headers=auth(), timeout=120)
+    response.raise_for_status()
+    return response.json()

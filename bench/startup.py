@@ -2,27 +2,27 @@
 
 Usage (from the repository root, with the project venv)::
 
-    .venv/bin/python bench/startup.py [--runs 15] [--target 0.35] [--json]
+    .venv/bin/python -m bench.startup [--json] [--quick] [--rounds 15] [--target 0.35]
 
-Both commands run ``--runs`` times, interleaved (so a load spike on the machine hits both alike),
+Both commands run ``--rounds`` times, interleaved (so a load spike on the machine hits both alike),
 after two warm-up runs each (byte-code and page caches); the figure is the difference of the
-medians. It also lists any heavy library (openai, mcp, pandas, ...) that ``--help`` imports: those
-must load lazily, inside the commands that need them. Exits 1 when the added time is over the
-target or a heavy library is imported, so it can gate CI on a quiet machine.
+medians (the ideal adds nothing to a bare Python start). It also lists any heavy library (openai,
+mcp, pandas, ...) that ``--help`` imports: those must load lazily, inside the commands that need
+them. Exits 1 when the added time is over the target or a heavy library is imported, so it can gate
+CI on a quiet machine.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from bench import harness
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 0.35
@@ -58,17 +58,8 @@ def _quiet_env() -> dict[str, str]:
     return env
 
 
-def measure(runs: int) -> dict[str, list[float]]:
-    """Timings of both commands, ``runs`` each, interleaved, after two warm-up runs each."""
-    commands = {"python -c pass": [sys.executable, "-c", "pass"], "vapi-agent --help": [*cli_command(), "--help"]}
-    for argv in commands.values():
-        for _ in range(2):
-            time_once(argv)
-    samples: dict[str, list[float]] = {name: [] for name in commands}
-    for _ in range(runs):
-        for name, argv in commands.items():
-            samples[name].append(time_once(argv))
-    return samples
+COMMANDS = {"python -c pass": lambda: [sys.executable, "-c", "pass"],
+            "vapi-agent --help": lambda: [*cli_command(), "--help"]}
 
 
 def heavy_imports() -> list[str]:
@@ -86,29 +77,30 @@ def heavy_imports() -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure, print the side-by-side table (or JSON) and return the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=15, help="runs of each command (default 15)")
+    parser = harness.parser(__doc__)
+    parser.set_defaults(rounds=15)
     parser.add_argument("--target", type=float, default=TARGET_SECONDS, help="allowed added seconds (0.35)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    options = parser.parse_args(argv)
-
-    samples = measure(max(1, options.runs))
-    medians = {name: statistics.median(values) for name, values in samples.items()}
-    added = medians["vapi-agent --help"] - medians["python -c pass"]
+    args = parser.parse_args(argv)
+    rounds = 5 if args.quick else harness.check_rounds(args)
+    for argv_of in COMMANDS.values():  # warm-up: byte-code and page caches
+        for _ in range(2):
+            time_once(argv_of())
+    result = harness.Result("startup", args.quick, rounds)
+    scenario = harness.Scenario(
+        "start-up: what vapi-agent adds to a bare Python", workload={"runs_each": rounds},
+        ideal={"added_s": 0.0, "target_added_s": args.target}, contenders=list(COMMANDS),
+        columns={"seconds": "seconds"})
+    scenario.run(rounds, lambda name, _round: {"seconds": time_once(COMMANDS[name]())})
+    added = scenario.median("vapi-agent --help", "seconds") - scenario.median("python -c pass", "seconds")
     heavy = heavy_imports()
-    ok = added < options.target and not heavy
-    if options.json:
-        print(json.dumps({"runs": options.runs, "median_seconds": {k: round(v, 4) for k, v in medians.items()},
-                          "min_seconds": {k: round(min(v), 4) for k, v in samples.items()},
-                          "added_seconds": round(added, 4), "target_seconds": options.target,
-                          "heavy_imports": heavy, "ok": ok}))
-    else:
-        print(f"{'command':<20} {'median':>8} {'min':>8} {'max':>8}   ({options.runs} runs each, interleaved)")
-        for name, values in samples.items():
-            print(f"{name:<20} {medians[name]:>7.3f}s {min(values):>7.3f}s {max(values):>7.3f}s")
-        verdict = "OK" if added < options.target else "OVER TARGET"
-        print(f"added by vapi-agent: {added:.3f} s (target < {options.target:.2f} s): {verdict}")
-        print("heavy libraries imported by --help: " + (", ".join(heavy) if heavy else "none"))
+    scenario.workload["heavy_imports_of_help"] = heavy
+    scenario.ideal["added_s_measured"] = round(added, 4)
+    ok = added < args.target and not heavy
+    scenario.notes += [f"added by vapi-agent: {added:.3f} s (target < {args.target:.2f} s): "
+                       f"{'OK' if added < args.target else 'OVER TARGET'}",
+                       "heavy libraries imported by --help: " + (", ".join(heavy) if heavy else "none")]
+    result.scenarios.append(scenario)
+    result.finish(args)
     return 0 if ok else 1
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,14 +112,24 @@ def serve_sandbox() -> Iterator[Callable[..., Sandbox]]:
 
 
 # ---------------------------------------------------------------- SDK validation of everything served
+@pytest.fixture(scope="session")
+def _response_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("served-responses")
+
+
 @pytest.fixture(autouse=True)
-def _validate_served_objects() -> Iterator[None]:
-    """Every JSON object the sandbox serves during a test is validated against vapi-server-sdk models."""
-    from tests.sdk_validation import install, take_failures
+def _validate_served_objects(request: pytest.FixtureRequest, _response_logs: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every JSON object the sandbox serves during a test is validated, strictly, against vapi-server-sdk
+    models: in this process (an observer) and in the processes the test starts (their response log)."""
+    from sandbox.rest.observe import RESPONSE_LOG_ENV
+    from tests.sdk_validation import install, take_failures, take_logged_failures
 
     install()
+    log = _response_logs / f"{abs(hash(request.node.nodeid)):x}.jsonl"
+    monkeypatch.setenv(RESPONSE_LOG_ENV, str(log))
     yield
-    failures = take_failures()
+    failures = take_failures() + take_logged_failures(log)
     assert not failures, "sandbox served objects the Vapi SDK rejects:\n" + "\n".join(failures[:10])
 
 

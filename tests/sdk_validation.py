@@ -8,21 +8,33 @@ Validation happens on a worker thread fed by the observer (``take_failures`` wai
 up), so serving is never slowed by the SDK's expensive first model builds.
 
 Strict means ``Model.model_validate`` / ``TypeAdapter.validate_python`` (required fields, types), not
-the SDK's lenient ``construct_type`` which never fails. Unions the SDK discriminates (phone numbers by
-``provider``, tools by ``type``) are also checked to have resolved to the variant the discriminator
-names, because pydantic would otherwise happily fall back to another member.
+the SDK's lenient ``construct_type`` which never fails, and then ``tests.sdk_strict.problems`` on the
+result: no key the SDK does not declare, no snake_case key, no enum value outside the SDK's literal
+set, no string where a number is declared, scorecard and structured-output entries of the documented
+shape. Unions the SDK discriminates (phone numbers by ``provider``, tools by ``type``) are also checked
+to have resolved to the variant the discriminator names, because pydantic would otherwise happily
+fall back to another member.
+
+Sandboxes served by other processes (``python -m sandbox serve``, CLI runs on the embedded sandbox)
+append what they serve to the file named by ``VAPI_SANDBOX_RESPONSE_LOG`` (``sandbox/rest/observe.py``);
+``take_logged_failures(path)`` reads it back and validates every line the same way.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import queue
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pydantic
 
 from sandbox.rest.app import RESPONSE_OBSERVERS, ServedResponse
+from sandbox.rest.observe import append_to_response_log
+from tests.sdk_strict import problems
 
 # Route templates answered with something other than one JSON value per response (or not JSON at all)
 _UNCHECKED_PREFIXES = ("/_sandbox/",)
@@ -74,16 +86,33 @@ class _Validators:
         return None
 
 
+def check(served: ServedResponse) -> str | None:
+    """Validate one served response now (on this thread): a failure string, or None."""
+    return _validators.check(served)
+
+
 def _types() -> Any:
     import vapi.types
 
     return vapi.types
 
 
+class StrictnessError(ValueError):
+    """The SDK accepted the body, but it holds what Vapi never sends (see ``tests.sdk_strict``)."""
+
+
+def strict(parsed: Any, body: Any) -> None:
+    """Raise ``StrictnessError`` listing what ``tests.sdk_strict.problems`` finds in a validated body."""
+    found = problems(parsed, body)
+    if found:
+        more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+        raise StrictnessError("; ".join(found[:5]) + more)
+
+
 def _model(name: str) -> Callable[[], Callable[[Any], None]]:
     def build() -> Callable[[Any], None]:
         cls = getattr(_types(), name)
-        return lambda body: cls.model_validate(body)
+        return lambda body: strict(cls.model_validate(body), body)
 
     return build
 
@@ -91,7 +120,7 @@ def _model(name: str) -> Callable[[], Callable[[Any], None]]:
 def _list_of(name: str) -> Callable[[], Callable[[Any], None]]:
     def build() -> Callable[[Any], None]:
         adapter = _adapter(list[getattr(_types(), name)])  # type: ignore[misc]
-        return lambda body: adapter.validate_python(body)
+        return lambda body: strict(adapter.validate_python(body), body)
 
     return build
 
@@ -111,7 +140,9 @@ def _union(kind: str, *, many: bool) -> Callable[[], Callable[[Any], None]]:
         adapter = _adapter(Item)
 
         def one(body: Any) -> None:
-            _check_variant(adapter.validate_python(body), body, discriminator)
+            parsed = adapter.validate_python(body)
+            _check_variant(parsed, body, discriminator)
+            strict(parsed, body)
 
         def each(body: Any) -> None:
             if not isinstance(body, list):
@@ -129,10 +160,8 @@ def _create_call() -> Callable[[Any], None]:
 
     def check(body: Any) -> None:
         # POST /call answers a Call, or a CallBatchResponse when ``customers[]`` was sent
-        if isinstance(body, dict) and "results" in body:
-            types.CallBatchResponse.model_validate(body)
-        else:
-            types.Call.model_validate(body)
+        model = types.CallBatchResponse if isinstance(body, dict) and "results" in body else types.Call
+        strict(model.model_validate(body), body)
 
     return check
 
@@ -150,7 +179,7 @@ def _responses_event() -> Callable[[Any], None]:
         kind = body.get("type") if isinstance(body, dict) else None
         if kind not in events:
             raise ValueError(f"unknown Responses SSE event type {kind!r}")
-        events[kind].model_validate(body)
+        strict(events[kind].model_validate(body), body)
 
     return check
 
@@ -251,6 +280,9 @@ def install() -> None:
             _worker.append(thread)
         if _observer not in RESPONSE_OBSERVERS:
             RESPONSE_OBSERVERS.append(_observer)
+        # this process validates in memory: its sandboxes need not write the log other processes write
+        if append_to_response_log in RESPONSE_OBSERVERS:
+            RESPONSE_OBSERVERS.remove(append_to_response_log)
 
 
 def take_failures() -> list[str]:
@@ -262,3 +294,28 @@ def take_failures() -> list[str]:
         failures = list(_failures)
         _failures.clear()
     return failures + [f"observer crashed: {e}" for e in take_observer_errors()]
+
+
+def take_logged_failures(path: Path) -> list[str]:
+    """Validate what other processes served (``VAPI_SANDBOX_RESPONSE_LOG`` lines); the failures, each
+    tagged with the serving process. Lines of this process are skipped: its observer saw them already."""
+    if not path.exists():
+        return []
+    failures = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            record = json.loads(line)
+            pid = record.pop("pid")
+            if pid == os.getpid():
+                continue
+            served = ServedResponse(**record)
+        except (ValueError, TypeError, KeyError) as exc:
+            failures.append(f"{path.name} line {number} is not a served response: {exc}")
+            continue
+        try:
+            failure = _validators.check(served)
+        except Exception as exc:
+            failure = f"validator crashed on {served.method} {served.route}: {exc!r}"
+        if failure is not None:
+            failures.append(f"(served by process {pid}) {failure}")
+    return failures

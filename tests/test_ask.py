@@ -9,7 +9,6 @@ fails the test on any refusal or unused turn) and what reached the MCP server (t
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -214,11 +213,10 @@ def test_deadline_stops_the_run_even_inside_a_hanging_tool_call(
         fake: ScriptedOpenAI, serve_sandbox: Callable[..., Sandbox]) -> None:
     hanging = serve_sandbox(calls=50, latency=30.0)  # the tool call outlasts the deadline by far
     fake.add(Turn.calls(ToolCall("list_all_vapi_assistants", {})))
-    started = time.monotonic()
     run = make_runner(monkeypatch, capsys, endpoint, hanging)("ask", "--json", "--deadline", "3s", "audit")
-    elapsed = time.monotonic() - started
+    # the run ended while the sandbox was still holding the tool call (30 s): the deadline bounded the wait
+    assert [e.status for e in tool_calls_logged(hanging)] == [], "the run waited for the tool's answer"
     assert run.code == 6, run.stderr
-    assert elapsed < 20.0  # not the 30 s the tool takes: the wait itself is bounded by the deadline
     envelope = run.envelope
     assert envelope["status"] == "partial" and "deadline of 3 s" in envelope["errors"][0]["message"]
     (cut,) = envelope["result"]["tool_calls"]

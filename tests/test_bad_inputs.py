@@ -167,6 +167,8 @@ def _settings_cases() -> list[Bad]:
         ("mcp-url-no-host", ["--mcp-url", "http:///mcp"]),
         ("mcp-url-port-99999", ["--mcp-url", "http://127.0.0.1:99999/mcp"]),
         ("mcp-url-port-0", ["--mcp-url", "http://127.0.0.1:0/mcp"]),
+        ("max-download-0", ["--max-download-bytes", "0"]), ("max-download-word", ["--max-download-bytes", "lots"]),
+        ("max-download-neg", ["--max-download-bytes=-1"]),
         ("mcp-url-port-word", ["--mcp-url", "http://h:port/mcp"]),
         ("mcp-url-crlf", ["--mcp-url", "http://127.0.0.1/mcp\r\nX-Injected: 1"]),
         ("mcp-url-lf", ["--mcp-url", "http://127.0.0.1/m\ncp"]),
@@ -182,8 +184,6 @@ def _settings_cases() -> list[Bad]:
         ("model-newline", ["--model", "gpt\nx"]), ("json-with-value", ["--json=1"]),
         ("read-only-with-value", ["--read-only=yes"]), ("tools-missing-value", ["--tools"]),
         ("mcp-config-missing-file", ["--mcp-config", "{in}/nope.json"]),
-        ("max-download-zero", ["--max-download-bytes", "0"]), ("max-download-neg", ["--max-download-bytes", "-1"]),
-        ("max-download-word", ["--max-download-bytes", "lots"]),
     ]
     env: list[tuple[str, dict[str, str]]] = [
         ("env-concurrency-0", {"VAPI_AGENT_CONCURRENCY": "0"}),
@@ -221,7 +221,7 @@ def _settings_cases() -> list[Bad]:
         ("env-max-message-small", {"VAPI_AGENT_MAX_MESSAGE_BYTES": "12"}),
         ("env-max-message-unit", {"VAPI_AGENT_MAX_MESSAGE_BYTES": "10XB"}),
         ("env-max-message-neg", {"VAPI_AGENT_MAX_MESSAGE_BYTES": "-1"}),
-        ("env-max-download-unit", {"VAPI_AGENT_MAX_DOWNLOAD_BYTES": "10XB"}),
+        ("env-max-download-unit", {"VAPI_AGENT_MAX_DOWNLOAD_BYTES": "5 parsecs"}),
         ("env-max-download-huge", {"VAPI_AGENT_MAX_DOWNLOAD_BYTES": "2TiB"}),
         ("env-profile-unknown", {"VAPI_AGENT_PROFILE": "nosuch"}),
         ("env-server-unknown", {"VAPI_AGENT_SERVER": "nosuch"}),
@@ -245,7 +245,7 @@ def _settings_cases() -> list[Bad]:
         ("config-profile-bad-value", "[profiles.p]\nconcurrency = 0\n"),
         ("config-profile-bad-key", '[profiles.p]\ncolour = "red"\n'), ("config-unknown-table", "[weird]\na = 1\n"),
         ("config-deep", "a = " + DEEP_JSON + "\n"), ("config-max-message", 'max_message_bytes = "huge"\n'),
-        ("config-max-download-bool", "max_download_bytes = true\n"),
+        ("config-max-download-bool", "max_download_bytes = true\n"), ("config-write-dirs-number", "write_dirs = 5\n"),
         ("config-sandbox-options", "sandbox_options = 5\n"), ("config-date", "deadline = 2024-01-01\n"),
     ]
     cases = [Bad(f"flag-{name}", [*RUNS[i % len(RUNS)], *extra]) for i, (name, extra) in enumerate(flags)]

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import socket
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -301,15 +300,12 @@ def test_a_request_missing_from_the_cassette_fails_loudly(monkeypatch: pytest.Mo
     with cassette_support.make_vcr().use_cassette(str(path), record_mode="none") as cassette:
         for name, value in replay_targets(cassette).env.items():
             monkeypatch.setenv(name, value)
-        started = time.monotonic()
         code, envelope, _ = run_cli(capsys, "ask", "--json", "--tools", ASK_TOOLS, "a question never recorded")
-        took = time.monotonic() - started
 
     assert code == 3 and envelope["status"] == "error"
     message = envelope["errors"][0]["message"]
     assert "CannotOverwriteExistingCassetteException" in message and "Can't play back this request" in message
     assert "/chat/completions" in message  # it names the request that had no recording
-    assert took < 60, "a missing recording must fail at once, not hang"
     assert not cassette.all_played
 
 

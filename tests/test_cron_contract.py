@@ -124,12 +124,10 @@ def test_a_scheduled_job_is_locked_by_its_name(served: Sandbox, tmp_path: Path,
 def test_deadline_exits_6_and_leaves_no_partial_file(serve_sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
     slow = serve_sandbox(calls=400, latency=0.5)
     out = tmp_path / "reports"
-    started = time.monotonic()
     done = _cli("--mcp-url", slow.mcp_url, "--deadline", "1.5s", "report", "--since", "30d", "--source", "calls",
                 "--out", str(out))
     assert done.returncode == 6, done.stderr
     assert "did not finish within the --deadline of 1.5 s" in done.stderr
-    assert time.monotonic() - started < 60
     assert _files(out) == []
 
 

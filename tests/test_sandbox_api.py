@@ -369,11 +369,27 @@ def test_storage_origin_is_another_host_of_the_same_server() -> None:
 
 
 # ---------------------------------------------------------------- faults
-async def test_latency_is_added(make_sandbox: Callable[..., Sandbox]) -> None:
+class SleepSpy:
+    """Stands in for ``asyncio`` in sandbox/rest/faults.py: records each wait (and what ``probe`` saw when it
+    began), then really waits. Tests check the waits asked for, never how long a request took."""
+
+    def __init__(self, probe: Callable[[], Any] = lambda: None) -> None:
+        self.waits: list[tuple[float, Any]] = []
+        self.probe = probe
+
+    async def sleep(self, seconds: float) -> None:
+        import asyncio
+
+        self.waits.append((seconds, self.probe()))
+        await asyncio.sleep(seconds)
+
+
+async def test_latency_is_added(make_sandbox: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = SleepSpy()
+    monkeypatch.setattr("sandbox.rest.faults.asyncio", spy)
     async with make_sandbox(latency=0.25).rest_client() as client:
-        started = time.perf_counter()
         assert (await client.get("/assistant")).status_code == 200
-        assert time.perf_counter() - started >= 0.25
+        assert [seconds for seconds, _ in spy.waits] == [0.25]  # before the answer
 
 
 async def test_error_rate_is_deterministic_5xx(make_sandbox: Callable[..., Sandbox]) -> None:
@@ -408,11 +424,15 @@ async def test_write_fault_502_applies_then_fails(make_sandbox: Callable[..., Sa
     assert entry.extra["write_fault"] == "502"
 
 
-async def test_write_fault_timeout_holds_the_answer(make_sandbox: Callable[..., Sandbox]) -> None:
-    async with make_sandbox(write_fault="timeout", write_fault_delay=0.3, write_fault_count=0).rest_client() as client:
-        started = time.perf_counter()
+async def test_write_fault_timeout_holds_the_answer(make_sandbox: Callable[..., Sandbox],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    sandbox = make_sandbox(write_fault="timeout", write_fault_delay=0.3, write_fault_count=0)
+    spy = SleepSpy(lambda: [a["name"] for a in sandbox.workspace.list_objects("assistants", name="Slow")])
+    monkeypatch.setattr("sandbox.rest.faults.asyncio", spy)
+    async with sandbox.rest_client() as client:
         response = await client.post("/assistant", json={"name": "Slow"})
-        assert response.status_code == 201 and time.perf_counter() - started >= 0.3
+        assert response.status_code == 201
+    assert spy.waits == [(0.3, ["Slow"])]  # held 0.3 s after the write was applied
 
 
 async def test_rest_rate_limit_headers_and_reset() -> None:

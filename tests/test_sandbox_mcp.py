@@ -167,8 +167,9 @@ MINIMAL_BODIES: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
         "metrics": [{"structuredOutputId": r["output"], "conditions": [_condition(r["output_type"])]}],
     },
     "structured_outputs": lambda r: {"name": "mcp output", "schema": {"type": "boolean"}},
-    "tools": lambda r: {"type": "function", "function": {"name": "lookup_order", "description": "Look up",
-                                                         "parameters": {"type": "object", "properties": {}}}},
+    # an apiRequest tool: one of the few tool types with a top-level name (the update renames it)
+    "tools": lambda r: {"type": "apiRequest", "name": "lookup_order", "method": "GET",
+                        "url": "https://example.com/orders"},
     "chats": lambda r: {"input": "Hello there", "assistantId": r["assistant"]},
 }
 CRUD_RESOURCES = [res.name for res in RESOURCES if res.create is not None]

@@ -533,16 +533,22 @@ def test_creating_the_log_waits_for_another_opener(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite3"
     blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     blocker.execute("BEGIN IMMEDIATE")
-    release = threading.Timer(0.3, lambda: blocker.execute("COMMIT"))
+    released = threading.Event()
+
+    def release_lock() -> None:
+        released.set()  # before COMMIT: an opener that finishes after it set had to wait for it
+        blocker.execute("COMMIT")
+
+    release = threading.Timer(0.3, release_lock)
     release.start()
-    started = time.monotonic()
     try:
         with RunStore(path, busy_timeout=10) as s:
             s.start_run("chat", ["vapi-agent"]).finish("ok", 0)
+        waited = released.is_set()  # read before the join below, which waits for the release anyway
     finally:
         release.join()
         blocker.close()
-    assert time.monotonic() - started >= 0.25
+    assert waited, "the second opener did not wait for the lock"
 
 
 def test_a_lock_held_past_the_timeout_is_lock_held(tmp_path: Path) -> None:

@@ -3,15 +3,25 @@
 Tests register a validator here (tests/sdk_validation.py) so nothing is served without being checked
 against the Vapi SDK models. Observers run inside the server (in-process or on a uvicorn thread), so
 they must never break serving: their exceptions are caught and kept for ``take_observer_errors()``.
+
+A sandbox served by another process (``python -m sandbox serve``, a CLI run on the embedded sandbox)
+cannot reach an observer of the test process: when ``VAPI_SANDBOX_RESPONSE_LOG`` names a file, every
+served response is also appended to it as one JSON line (with the serving process's id), and the
+tests read the file back and validate it the same way.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
+
+RESPONSE_LOG_ENV = "VAPI_SANDBOX_RESPONSE_LOG"
 
 
 @dataclass(frozen=True)
@@ -48,3 +58,21 @@ def take_observer_errors() -> list[str]:
         errors = list(_errors)
         _errors.clear()
     return errors
+
+
+def append_to_response_log(served: ServedResponse) -> None:
+    """Append ``served`` to the file named by ``VAPI_SANDBOX_RESPONSE_LOG`` (read at every response)."""
+    path = os.environ.get(RESPONSE_LOG_ENV)
+    if not path:
+        return
+    line = json.dumps({"pid": os.getpid(), **asdict(served)}, default=str).encode() + b"\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # whole lines, even with several serving processes
+        while line:
+            line = line[os.write(fd, line):]
+    finally:
+        os.close(fd)
+
+
+RESPONSE_OBSERVERS.append(append_to_response_log)

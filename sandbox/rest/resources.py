@@ -111,8 +111,12 @@ def _phone_patch_spec(current: dict[str, Any]) -> Obj:
     return S.phone_body(str(current.get("provider", "vapi")), create=False)
 
 
+def _tool_create_spec(body: Any) -> Obj:
+    return S.tool_body(body.get("type") if isinstance(body, dict) else None, create=True)
+
+
 def _tool_patch_spec(current: dict[str, Any]) -> Obj:
-    return S.TOOL_PATCH
+    return S.tool_body(str(current.get("type")), create=False)
 
 
 KINDS = (
@@ -124,7 +128,7 @@ KINDS = (
          paginated=True),
     Kind("structured_outputs", "/structured-output", S.STRUCTURED_OUTPUT_LIST_QUERY, S.STRUCTURED_OUTPUT_BODY,
          S.STRUCTURED_OUTPUT_PATCH, paginated=True),
-    Kind("tools", "/tool", S.BARE_LIST_QUERY, S.TOOL_BODY, _tool_patch_spec),
+    Kind("tools", "/tool", S.BARE_LIST_QUERY, _tool_create_spec, _tool_patch_spec),
     Kind("chats", "/chat", S.CHAT_LIST_QUERY, S.CHAT_BODY, None, paginated=True),
 )
 

@@ -312,8 +312,18 @@ _TOOL_FIELDS = {
     "sipUri": Str(),
     "verb": Str(),
 }
-TOOL_BODY = Obj(fields=dict(_TOOL_FIELDS), required=frozenset({"type"}))
-TOOL_PATCH = Obj(fields={k: v for k, v in _TOOL_FIELDS.items() if k != "type"})
+# Only these tool DTOs declare ``name`` / ``description`` (vapi-server-sdk 3.x); a function tool's name is
+# ``function.name``, and Nest refuses the key on the others ("property name should not exist").
+_TOOL_LABELS = {"apiRequest": ("name", "description"), "bash": ("name",), "computer": ("name",),
+                "textEditor": ("name",)}
+
+
+def tool_body(tool_type: str | None, *, create: bool) -> Obj:
+    """The create (or patch) DTO of one tool type."""
+    labels = _TOOL_LABELS.get(tool_type or "", ())
+    fields = {k: v for k, v in _TOOL_FIELDS.items()
+              if (k not in ("name", "description") or k in labels) and (create or k != "type")}
+    return Obj(fields=fields, required=frozenset({"type"}) if create else frozenset())
 
 # ---------------------------------------------------------------- chat
 CHAT_MESSAGE = obj(("role",), role=Str(), content=AnyOf((Str(), Arr()), "must be a string or an array"),

@@ -128,11 +128,12 @@ def greeting_text(spec: AssistantSpec) -> str:
 def _output(seed: int, anchor: datetime, key: str, assistant_ids: list[str]) -> dict[str, Any]:
     names = {EMPATHY: "Empathy", RESOLVED: "Resolved", CSAT: "CSAT", GREETING: "Greeting Compliance"}
     schemas: dict[str, dict[str, Any]] = {
-        EMPATHY: {"type": "number", "minimum": 0, "maximum": 100,
+        # the ranges are in the descriptions: Vapi's JsonSchema has no minimum/maximum (vapi-server-sdk 3.x)
+        EMPATHY: {"type": "number",
                   "description": "How empathetic the assistant was, 0-100: acknowledging feelings, not "
                                  "interrupting, not dismissing complaints, courteous tone."},
         RESOLVED: {"type": "boolean", "description": "Whether the customer's issue was resolved on the call."},
-        CSAT: {"type": "integer", "minimum": 1, "maximum": 10,
+        CSAT: {"type": "integer",
                "description": "Predicted customer satisfaction, 1 (very unhappy) to 10 (delighted)."},
         GREETING: {"type": "boolean",
                    "description": "Whether the assistant's first message named the company and the agent."},

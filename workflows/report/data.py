@@ -18,6 +18,7 @@ give the same tables by construction wherever both can answer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -193,21 +194,40 @@ async def analytics_cubes(rt: Runtime, window: Window, group_by: str) -> tuple[p
 # ---------------------------------------------------------------- the calls path
 async def calls_cubes(rt: Runtime, window: Window, group_by: str, *,
                       progress: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Cubes of this period and the previous one from one pass over the calls of both."""
+    """Cubes of this period and the previous one from one pass over the calls of both.
+
+    The next page is requested as soon as a page arrives, and the page is folded while the server
+    builds the next one: paging is bound by the server, so decoding and folding then cost no wall
+    time (bench/report measured the gap they made). At most three pages are held (one folded, one
+    queued, one arriving).
+    """
     previous = window.previous()
     current_cube, previous_cube = CubeBuilder(window, group_by), CubeBuilder(previous, group_by)
     start_ms, split_ms, end_ms = (round(t.timestamp() * 1000) for t in (previous.start, window.start, window.end))
+    pages: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(maxsize=1)
+
+    async def fetch() -> None:
+        async for page in rt.vapi.iter_call_pages(created_at_ge=previous.start, created_at_lt=window.end):
+            await pages.put(page)
+        await pages.put(None)
+
     seen = 0
-    async for call in rt.vapi.iter_calls(created_at_ge=previous.start, created_at_lt=window.end):
-        created = _ms(call["createdAt"])
-        # the server filtered already; a call outside both periods (a lax server) is not counted
-        if split_ms <= created < end_ms:
-            current_cube.add(call)
-        elif start_ms <= created < split_ms:
-            previous_cube.add(call)
-        seen += 1
-        if progress is not None and seen % 500 == 0:
-            progress(seen)
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(fetch())
+            while (page := await pages.get()) is not None:
+                for call in page:
+                    created = _ms(call["createdAt"])
+                    # the server filtered already; a call outside both periods (a lax server) is not counted
+                    if split_ms <= created < end_ms:
+                        current_cube.add(call)
+                    elif start_ms <= created < split_ms:
+                        previous_cube.add(call)
+                    seen += 1
+                    if progress is not None and seen % 500 == 0:
+                        progress(seen)
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
     return current_cube.frame(), previous_cube.frame()
 
 
