@@ -16,12 +16,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import tomllib
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BeforeValidator, ByteSize, ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass
@@ -34,7 +35,6 @@ MCP_KINDS = ("truto", "vapi", "generic", "sandbox")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # = agent.mcp.limits.DEFAULT_MAX_MESSAGE_BYTES
 DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024  # = agent.media.DEFAULT_MAX_DOWNLOAD_BYTES
-MAX_CONFIG_FILE_BYTES = 1024 * 1024
 _DAY = 86400.0
 
 # Flag name -> environment variable. Secrets have their conventional names.
@@ -78,23 +78,36 @@ def has_control_or_space(text: str) -> bool:
     return any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text)
 
 
-def check_http_url(url: str) -> str:
-    """``url`` when it is an absolute http(s) URL with a host and a valid port; else ``ValueError`` saying why."""
+def _split_url(url: str) -> tuple[SplitResult, int | None]:
+    """``url`` split, with its port; ``ValueError`` for text that is not one clean URL."""
     if not isinstance(url, str):
         raise ValueError("is not a string")
     if has_control_or_space(url):
         raise ValueError("contains a space or a control character (CR, LF, tab...)")
     try:
         parts = urlsplit(url)
-        port = parts.port
+        return parts, parts.port
     except ValueError as exc:  # "Port out of range 0-65535", "Invalid IPv6 URL"...
         raise ValueError(f"is not a valid URL ({str(exc).lower()})") from None
+
+
+def check_http_url(url: str) -> str:
+    """``url`` when it is an absolute http(s) URL with a host and a valid port; else ``ValueError`` saying why."""
+    parts, port = _split_url(url)
     if parts.scheme.lower() not in ("http", "https"):
         raise ValueError("is not an http(s) URL")
     if not parts.hostname:
         raise ValueError("has no host")
     if port == 0:
         raise ValueError("has port 0")
+    return url
+
+
+def check_queue_url(url: str) -> str:
+    """``url`` when it is a ``postgresql://`` (or ``postgres://``) URL with a valid port; else ``ValueError``."""
+    parts, _port = _split_url(url)
+    if parts.scheme.lower() not in ("postgresql", "postgres"):
+        raise ValueError("is not a postgresql:// URL (e.g. postgresql://user@host:5432/fleet)")
     return url
 
 
@@ -143,20 +156,7 @@ def _url(value: Any) -> Any:
 
 
 def _queue_url(value: Any) -> Any:
-    """The fleet queue's database: a ``postgresql://`` URL (without one, runs use SQLite under the data dir)."""
-    if not isinstance(value, str):
-        return value
-    if has_control_or_space(value):
-        raise ValueError("contains a space or a control character (CR, LF, tab...)")
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ValueError("is not a valid URL (bad port?)") from None
-    if parts.scheme.lower() not in ("postgresql", "postgres"):
-        raise ValueError("is not a postgresql:// URL (the fleet queue is PostgreSQL, e.g. "
-                         "postgresql://user@host:5432/fleet)")
-    return value
+    return check_queue_url(value) if value is not None else None
 
 
 def _token(value: Any) -> Any:
@@ -171,6 +171,7 @@ Name = Annotated[str, Field(min_length=1), BeforeValidator(_token)]
 Secret = Annotated[str, BeforeValidator(_token)]
 Globs = Annotated[tuple[str, ...], BeforeValidator(_split_globs)]
 HttpUrl = Annotated[str, BeforeValidator(_url)]
+QueueUrl = Annotated[str, BeforeValidator(_queue_url)]
 Folders = Annotated[tuple[str, ...], BeforeValidator(_split_globs)]  # "a,b" (an environment variable) or a list
 
 
@@ -207,8 +208,7 @@ class Settings:
     max_download_bytes: Annotated[ByteSize, Field(ge=1, le=1 << 40), BeforeValidator(_not_bool)] = ByteSize(
         DEFAULT_MAX_DOWNLOAD_BYTES)
     truto_api: HttpUrl | None = None
-    queue_url: Annotated[str, Field(min_length=1), BeforeValidator(_queue_url)] | None = None  # its password is
-    # a secret
+    queue_url: QueueUrl | None = None  # the fleet queue's PostgreSQL URL; its password is a secret
     fleet_concurrency: Annotated[Count, Field(ge=1, le=256)] | None = None  # fleet runs: accounts at a time (8)
     truto_api_token: Secret | None = None
     vapi_api_key: Secret | None = None
@@ -252,9 +252,8 @@ def _password(url: str) -> str | None:
 
 
 def _mask_password(url: str) -> str:
-    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
-    password = _password(url)
-    return url.replace(f":{password}@", f":{MASK}@", 1) if password else url
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db`` (also in a URL that does not parse)."""
+    return re.sub(r"(://[^/@:]*:)[^/]*@", lambda m: f"{m.group(1)}{MASK}@", url, count=1)
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -268,24 +267,19 @@ def config_path(env: Mapping[str, str] | None = None) -> Path:
 
 def _read_config_file(path: Path) -> dict[str, Any]:
     """The parsed TOML file ({} when absent); at most 1 MiB is read (``/dev/zero`` cannot exhaust memory)."""
-    hint = "fix or remove the file"
+    from agent.files import read_small_text
+
+    what, hint = f"config file {path}", "fix or remove the file"
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_CONFIG_FILE_BYTES + 1)
+        text = read_small_text(path, what, hint=hint)
     except FileNotFoundError:
         return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}", hint=hint) from None
-    if len(raw) > MAX_CONFIG_FILE_BYTES:
-        raise ConfigError(f"cannot read config file {path}: larger than 1 MiB", hint=hint)
     try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"cannot read config file {path}: not UTF-8 text", hint=hint) from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}", hint=hint) from None
+        raise ConfigError(f"cannot read {what}: {exc}", hint=hint) from None
     except RecursionError:
-        raise ConfigError(f"cannot read config file {path}: nested too deeply", hint=hint) from None
+        raise ConfigError(f"cannot read {what}: nested too deeply", hint=hint) from None
 
 
 def _given(value: Any) -> bool:

@@ -1,4 +1,5 @@
-"""Atomic file writes, and file names from untrusted text.
+"""Atomic file writes, output targets checked before any work, file names from untrusted text, and
+bounded reads of small files.
 
 Writes: a temporary sibling, renamed into place only when complete. Readers (and a cron job's
 consumers) never see half a file, and a failure or a cancellation (a ``--deadline``) removes the
@@ -8,6 +9,9 @@ Names: an id from a server becomes part of a file name only when it is a safe to
 (``[A-Za-z0-9._-]``, no leading dot, at most 200 characters; Vapi ids are UUIDs), and the path it
 makes is checked to resolve inside its folder (symlinks followed), so ``../../x`` or a link cannot
 lead a write elsewhere.
+
+Reads of small input files (the config file, an ``mcpServers`` file, an accounts file) stop at a cap,
+so ``/dev/zero`` or a FIFO that never ends cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ def path_inside(folder: Path, name: str, *, what: str = "the name") -> Path:
     if not path.resolve().is_relative_to(folder.resolve()):
         raise UnsafeInput(f"{what} {shown} leads outside {folder}", hint="nothing was written for it")
     return path
+
+
+SMALL_FILE_BYTES = 1024 * 1024
 
 
 @contextmanager
@@ -127,3 +134,26 @@ def _check_can_create(folder: Path, option: str, given: str | Path) -> None:
 
 def _unwritable(option: str, given: str | Path, why: str, *, hint: str | None = None) -> ConfigError:
     return ConfigError(f"{option} {given}: {why}", hint=hint or "choose a place you can write to")
+
+
+def read_small_text(path: str | Path, what: str, *, limit: int = SMALL_FILE_BYTES, hint: str = "") -> str:
+    """The UTF-8 text of ``path``, reading at most ``limit`` bytes; else one ``ConfigError`` about ``what``.
+
+    Raises ``FileNotFoundError`` for a missing file (callers decide whether that is fine), and
+    ``ConfigError`` for anything else: unreadable (a directory, no permission), larger than the cap
+    (``/dev/zero`` is refused after ``limit`` bytes), not UTF-8.
+    """
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what}: {exc.strerror or exc}", hint=hint or "check the path") from None
+    if len(raw) > limit:
+        size = f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit:,} bytes"
+        raise ConfigError(f"cannot read {what}: larger than {size}", hint=hint or "is it the right file?")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read {what}: not UTF-8 text", hint=hint or "save it as UTF-8") from None

@@ -36,14 +36,20 @@ _MCP_PATH_TOKEN = re.compile(r"(/mcp/)(?!\*\*\*)[A-Za-z0-9_\-.~%]{6,}")
 _BEARER = re.compile(r"(?i)(\bbearer\s+)(?!\*\*\*)[A-Za-z0-9_\-.~+/=]{6,}")
 
 _known: set[str] = set()
+# _known longest first (a secret containing another is masked whole), sorted when one is added rather
+# than on every redact: a fleet run registers one token per minted server and redacts every stored string.
+_longest_first: tuple[str, ...] = ()
 _lock = threading.Lock()
 
 
 def register_secret(value: str | None) -> None:
     """Remember a secret value so that ``redact`` masks it wherever it appears (values < 6 chars are ignored)."""
+    global _longest_first
     if value and len(value) >= 6:
         with _lock:
-            _known.add(value)
+            if value not in _known:
+                _known.add(value)
+                _longest_first = tuple(sorted(_known, key=len, reverse=True))
 
 
 def known_secrets() -> frozenset[str]:
@@ -56,15 +62,20 @@ def redact(text: str) -> str:
     """Mask known secrets, presigned signatures, bearer tokens and MCP path tokens in ``text``."""
     if not text:
         return text
-    with _lock:
-        secrets = sorted(_known, key=len, reverse=True)
-    for secret in secrets:
+    for secret in _longest_first:  # a tuple swapped whole by register_secret: no lock needed to read it
         if secret in text:
             text = text.replace(secret, MASK)
-    text = _URL.sub(_mask_url, text)
-    text = _SIGNED_QUERY.sub(lambda m: m.group(1) + MASK, text)
-    text = _MCP_PATH_TOKEN.sub(lambda m: m.group(1) + MASK, text)
-    return _BEARER.sub(lambda m: m.group(1) + MASK, text)
+    # Each pattern runs only when the literal it cannot match without is present: most strings (a
+    # transcript line, a name) hold none, and the substring tests cost a fraction of the regex scans.
+    if "://" in text:
+        text = _URL.sub(_mask_url, text)
+    if "=" in text:
+        text = _SIGNED_QUERY.sub(lambda m: m.group(1) + MASK, text)
+    if "/mcp/" in text:
+        text = _MCP_PATH_TOKEN.sub(lambda m: m.group(1) + MASK, text)
+    if "bearer" in text.lower():  # _BEARER is case-insensitive
+        text = _BEARER.sub(lambda m: m.group(1) + MASK, text)
+    return text
 
 
 def _mask_url(match: re.Match[str]) -> str:

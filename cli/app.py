@@ -12,7 +12,7 @@ import typer
 from typer.exceptions import TyperException
 
 from agent import __version__
-from agent.errors import AgentError
+from agent.errors import AgentError, ConfigError
 from cli.argv import common_options_help, split_common_options, wants_json
 from cli.groups import DefaultSubcommandGroup
 from cli.values import duration, finite
@@ -59,7 +59,12 @@ COMMON_FLAGS: dict[str, Any] = {}
 
 def _version_callback(value: bool) -> None:
     if value:
-        print(f"vapi-agent {__version__}")
+        if COMMON_FLAGS.get("json"):
+            from cli.envelope import Envelope
+
+            print(Envelope(workflow="vapi-agent", result={"version": __version__}).dumps())
+        else:
+            print(f"vapi-agent {__version__}")
         raise typer.Exit()
 
 
@@ -86,6 +91,7 @@ def sandbox_serve(ctx: typer.Context) -> None:
     """Serve the sandbox on loopback: Truto-style MCP URL and REST API (see --help for options)."""
     from sandbox.__main__ import main as sandbox_main
 
+    _no_json("sandbox serve", "it is a foreground server: it prints its URLs and serves until Ctrl-C")
     raise typer.Exit(sandbox_main(["serve", *ctx.args], prog="vapi-agent sandbox"))
 
 
@@ -95,8 +101,18 @@ def sandbox_ground_truth(ctx: typer.Context) -> None:
     from agent.runtime import embedded_sandbox_dir
     from sandbox.__main__ import main as sandbox_main
 
+    _no_json("sandbox ground-truth", "it writes a JSON file (--out)")
     raise typer.Exit(sandbox_main(["ground-truth", "--state-dir", str(embedded_sandbox_dir()), *ctx.args],
                                   prog="vapi-agent sandbox"))
+
+
+def _no_json(command: str, why: str) -> None:
+    """``--json`` on a command without an envelope: exit 2 with an error envelope (never plain text on stdout)."""
+    if COMMON_FLAGS.get("json"):
+        from cli.runner import fail_before_start
+
+        error = ConfigError(f"{command} has no --json form: {why}", hint="run it without --json")
+        raise typer.Exit(fail_before_start(command.replace(" ", "."), error, json=True))
 
 
 @sandbox_app.command("reset")
@@ -429,7 +445,8 @@ def fleet_accounts(
     status: str | None = typer.Option(None, "--status", help="Only accounts in this status (active, needs_reauth...)."),
     accounts: str | None = typer.Option(None, "--accounts", help=ACCOUNTS_FILE_HELP),
     truto_api: str | None = typer.Option(None, "--truto-api", help=TRUTO_API_HELP),
-    sandbox_accounts: int | None = typer.Option(None, "--sandbox-accounts", help=SANDBOX_ACCOUNTS_HELP),
+    sandbox_accounts: int | None = typer.Option(None, "--sandbox-accounts", min=1, max=1000,
+                                                help=SANDBOX_ACCOUNTS_HELP),
 ) -> None:
     """List the accounts of the fleet (Truto with TRUTO_API_TOKEN, --accounts FILE, or the sandbox)."""
     from cli.commands import fleet
@@ -444,7 +461,8 @@ def fleet_cleanup(
     run_id: str | None = typer.Option(None, "--run", help="Only the servers of this fleet run."),
     accounts: str | None = typer.Option(None, "--accounts", help=ACCOUNTS_FILE_HELP),
     truto_api: str | None = typer.Option(None, "--truto-api", help=TRUTO_API_HELP),
-    sandbox_accounts: int | None = typer.Option(None, "--sandbox-accounts", help=SANDBOX_ACCOUNTS_HELP),
+    sandbox_accounts: int | None = typer.Option(None, "--sandbox-accounts", min=1, max=1000,
+                                                help=SANDBOX_ACCOUNTS_HELP),
 ) -> None:
     """Delete leftover MCP servers minted by vapi-agent (named "vapi-agent ..."); idempotent."""
     from cli.commands import fleet
@@ -472,15 +490,18 @@ def _fleet_run(workflow: str, params: dict[str, Any], *, accounts: str | None, t
 @fleet_app.command("qa-grade")
 def fleet_qa_grade(
     assistant: str = typer.Option(..., "--assistant", help="Assistant id, or its exact whole name (in every account)."),
-    last: int = typer.Option(5, "--last", help="How many of the newest ended calls to grade per account."),
-    since: str | None = typer.Option(None, "--since", help="Only calls created within this window (7d, 12h)."),
+    last: int = typer.Option(5, "--last", min=1, help="How many of the newest ended calls to grade per account."),
+    since: str | None = typer.Option(None, "--since", parser=duration,
+                                     help="Only calls created within this window (7d, 12h)."),
     metric: str | None = typer.Option(None, "--metric", help="Scorecard or numeric structured output."),
-    threshold: float = typer.Option(80.0, "--threshold", help="A call fails when its value is below this."),
+    threshold: float = typer.Option(80.0, "--threshold", parser=finite(),
+                                    help="A call fails when its value is below this."),
     recordings: str = typer.Option("failing", "--recordings", help="failing | all | none"),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore checkpoints of earlier runs."),
     accounts: str | None = typer.Option(None, "--accounts", help=ACCOUNTS_FILE_HELP),
     truto_api: str | None = typer.Option(None, "--truto-api", help=TRUTO_API_HELP),
-    sandbox_accounts: int | None = typer.Option(None, "--sandbox-accounts", help=SANDBOX_ACCOUNTS_HELP),
+    sandbox_accounts: int | None = typer.Option(None, "--sandbox-accounts", min=1, max=1000,
+                                                help=SANDBOX_ACCOUNTS_HELP),
     tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's accounts."),
     status: str | None = typer.Option(None, "--status", help="Only accounts in this status (e.g. active)."),
     account: list[str] = typer.Option([], "--account", help="Only this account (repeatable)."),
@@ -499,7 +520,8 @@ def fleet_qa_grade(
 
 @fleet_app.command("report")
 def fleet_report(
-    since: str | None = typer.Option(None, "--since", help="The window back from now (or --to): 7d, 24h (default 7d)."),
+    since: str | None = typer.Option(None, "--since", parser=duration,
+                                     help="The window back from now (or --to): 7d, 24h (default 7d)."),
     start: str | None = typer.Option(None, "--from", help="Window start, ISO 8601."),
     end: str | None = typer.Option(None, "--to", help="Window end (exclusive), ISO 8601."),
     tz: str = typer.Option("UTC", "--tz", help="Time zone of the report's days (IANA name)."),
@@ -509,7 +531,8 @@ def fleet_report(
     source: str = typer.Option("auto", "--source", help="auto | analytics | calls"),
     accounts: str | None = typer.Option(None, "--accounts", help=ACCOUNTS_FILE_HELP),
     truto_api: str | None = typer.Option(None, "--truto-api", help=TRUTO_API_HELP),
-    sandbox_accounts: int | None = typer.Option(None, "--sandbox-accounts", help=SANDBOX_ACCOUNTS_HELP),
+    sandbox_accounts: int | None = typer.Option(None, "--sandbox-accounts", min=1, max=1000,
+                                                help=SANDBOX_ACCOUNTS_HELP),
     tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's accounts."),
     status: str | None = typer.Option(None, "--status", help="Only accounts in this status (e.g. active)."),
     account: list[str] = typer.Option([], "--account", help="Only this account (repeatable)."),
@@ -531,7 +554,8 @@ def fleet_status(
     run_id: str = typer.Argument(..., help="The fleet run id (printed when the run started)."),
     queue_url: str | None = typer.Option(None, "--queue-url", help=QUEUE_URL_HELP),
     watch: bool = typer.Option(False, "--watch", help="Follow the run until every job has ended."),
-    interval: float = typer.Option(2.0, "--interval", help="Seconds between checks with --watch."),
+    interval: float = typer.Option(2.0, "--interval", parser=finite(gt=0, le=3600),
+                                   help="Seconds between checks with --watch."),
 ) -> None:
     """A fleet run's accounts: finished (with their results) and pending."""
     from cli.commands import fleet
@@ -603,7 +627,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: lift common options, then hand the rest to typer.
 
     Every failure before a command body runs (a usage error, a bad setting) is one line on stderr,
-    exit 2, and with ``--json`` anywhere on the line one error envelope on stdout.
+    exit 2, and with ``--json`` anywhere on the line one error envelope on stdout (help and the
+    version too are an envelope then).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     json_mode = wants_json(args)
@@ -615,6 +640,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return fail_before_start("vapi-agent", exc, json=json_mode)
     COMMON_FLAGS.update(flags)
+    head = rest[: rest.index("--")] if "--" in rest else rest
+    if json_mode and ("-h" in head or "--help" in head):
+        return _help_as_envelope(rest, json_mode)
+    return _invoke(rest, json_mode)
+
+
+def _invoke(rest: list[str], json_mode: bool) -> int:
     try:
         # Without standalone mode, typer *returns* the code of a typer.Exit raised by a command
         # (it does not re-raise it): that return value is the command's exit code.
@@ -637,6 +669,30 @@ def main(argv: list[str] | None = None) -> int:
 
         return fail_on_usage(exc, json=json_mode)
     return 0
+
+
+def _help_as_envelope(rest: list[str], json_mode: bool) -> int:
+    """``--help`` with ``--json``: the help text in an envelope (``result.help``), so stdout stays one envelope."""
+    import contextlib
+    import io
+    import json
+
+    from cli.envelope import Envelope
+
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        code = _invoke(rest, json_mode)
+    text = shown.getvalue()
+    try:  # "-h" was an argument after all, or the line failed: the command's own envelope
+        own = json.loads(text)
+    except ValueError:
+        own = None
+    if isinstance(own, dict):
+        sys.stdout.write(text)
+    else:
+        print(Envelope(workflow="vapi-agent", status="ok" if code == 0 else "error", result={"help": text}).dumps())
+    sys.stdout.flush()
+    return code
 
 
 if __name__ == "__main__":

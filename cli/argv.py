@@ -41,7 +41,7 @@ COMMON_OPTIONS: tuple[CommonOption, ...] = (
     CommonOption(("--exclude-tools",), "exclude_tools", True, True, help="hide tools matching these globs"),
     CommonOption(("--deadline",), "deadline", True, help="stop with exit 6 after this long (90s, 10m, 1h)"),
     CommonOption(("--max-download-bytes",), "max_download_bytes", True,
-                 help="largest recording a download may save (bytes; default 512 MiB)"),
+                 help="largest recording a download may save (bytes, or 100MB, 1GiB; default 512 MiB)"),
     CommonOption(("--json",), "json", help="print exactly one JSON envelope on stdout"),
     CommonOption(("--verbose", "-v"), "verbose", repeatable=True, help="more logging on stderr (repeatable)"),
     CommonOption(("--debug",), "debug", help="debug logging and tracebacks"),

@@ -1,13 +1,15 @@
 """Every bad input is refused the same way (issue 13 items 13 and 10, issue 14 item 9).
 
-A table of bad flags, environment variables, config files, ``mcpServers`` files, leads CSVs, URLs and
-``sandbox serve`` options. Each runs in-process through ``cli.main`` (with and without ``--json``)
-against a loopback sandbox and a loopback "model API" that both record every request, and must end
-with: the documented exit code, exactly one line on stderr (``error: ...``), no traceback, nothing
-written in the working directory (the run log may only hold the refused run, marked as an error), and
-no request sent to either server; the embedded sandbox is never even built. With ``--json`` stdout
-holds exactly one envelope, ``status: "error"``. A few cases go through the real entry point in a
-subprocess.
+A table of bad flags, environment variables, config files, ``mcpServers`` files, leads CSVs, URLs,
+fleet options and accounts files, and ``sandbox serve`` options. Each runs in-process through
+``cli.main`` (with and without ``--json``) against a loopback sandbox and a loopback "model API"
+(also the fleet's Truto API) that both record every request, and must end with: the documented exit
+code, exactly one line on stderr (``error: ...``), no traceback, nothing written (the working
+directory, the case's input files and the config folder unchanged; the data dir may only gain the run
+log, holding the refused run marked as an error), and no request sent: neither server saw one, no
+socket connected anywhere, no host name was resolved, no process (stdio server) was spawned, and
+the embedded sandbox (or sandbox fleet) was never even built. With ``--json`` stdout holds exactly
+one envelope, ``status: "error"``. A few cases go through the real entry point in a subprocess.
 """
 
 from __future__ import annotations
@@ -78,6 +80,10 @@ class Servers:
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[Servers]:
+    # Imported up front: croniter (through dbos) runs `file -b python` at import to learn the word size,
+    # a probe of the interpreter that the spawn guard would otherwise count as the command's.
+    import workflows.fleet.run  # noqa: F401
+
     sandbox = Sandbox(SandboxConfig(calls=30, seed=7))
     thread = ServerThread(sandbox, host="127.0.0.1", port=0).start()
     model = CountingServer()
@@ -94,14 +100,42 @@ def servers() -> Iterator[Servers]:
         thread.stop()
 
 
+class Outbound:
+    """Records (and refuses) every outbound connection, name lookup and process spawn of the code under test."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.seen: list[str] = []
+
+        def connect(sock: socket.socket, address: Any) -> None:
+            self.seen.append(f"connect {address}")
+            raise ConnectionRefusedError("refused by the test: no request may be sent")
+
+        def connect_ex(sock: socket.socket, address: Any) -> int:
+            self.seen.append(f"connect {address}")
+            return 111  # ECONNREFUSED
+
+        def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+            self.seen.append(f"resolve {host}")
+            raise socket.gaierror(socket.EAI_NONAME, "refused by the test")
+
+        def popen(self_: Any, args: Any, *rest: Any, **kwargs: Any) -> None:
+            self.seen.append(f"spawn {args}")
+            raise FileNotFoundError("refused by the test: no process may be spawned")
+
+        monkeypatch.setattr(socket.socket, "connect", connect)
+        monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        monkeypatch.setattr(subprocess.Popen, "__init__", popen)
+
+
 # ---------------------------------------------------------------- the table
 @dataclass
 class Bad:
     """One bad input: the command line, environment, files to create, and the expected exit code.
 
     In ``argv``, ``env`` and file contents: ``{in}`` is the folder holding the case's files,
-    ``{mcp}`` the served sandbox's MCP URL, ``{api}`` the counting server's origin,
-    ``{busy}`` a port something already listens on.
+    ``{mcp}`` the served sandbox's MCP URL, ``{api}`` the counting server's origin (a would-be Truto
+    API), ``{busy}`` a port something already listens on.
     ``config`` is the config file's text (``VAPI_AGENT_CONFIG`` points at it).
     """
 
@@ -111,7 +145,6 @@ class Bad:
     files: dict[str, str | bytes] = field(default_factory=dict)
     config: str | None = None
     code: int = 2
-    envelope: bool = True  # sandbox serve is a foreground server, not an envelope command
 
     def __str__(self) -> str:
         return self.id
@@ -134,6 +167,8 @@ def _settings_cases() -> list[Bad]:
         ("mcp-url-no-host", ["--mcp-url", "http:///mcp"]),
         ("mcp-url-port-99999", ["--mcp-url", "http://127.0.0.1:99999/mcp"]),
         ("mcp-url-port-0", ["--mcp-url", "http://127.0.0.1:0/mcp"]),
+        ("max-download-0", ["--max-download-bytes", "0"]), ("max-download-word", ["--max-download-bytes", "lots"]),
+        ("max-download-neg", ["--max-download-bytes=-1"]),
         ("mcp-url-port-word", ["--mcp-url", "http://h:port/mcp"]),
         ("mcp-url-crlf", ["--mcp-url", "http://127.0.0.1/mcp\r\nX-Injected: 1"]),
         ("mcp-url-lf", ["--mcp-url", "http://127.0.0.1/m\ncp"]),
@@ -186,6 +221,8 @@ def _settings_cases() -> list[Bad]:
         ("env-max-message-small", {"VAPI_AGENT_MAX_MESSAGE_BYTES": "12"}),
         ("env-max-message-unit", {"VAPI_AGENT_MAX_MESSAGE_BYTES": "10XB"}),
         ("env-max-message-neg", {"VAPI_AGENT_MAX_MESSAGE_BYTES": "-1"}),
+        ("env-max-download-unit", {"VAPI_AGENT_MAX_DOWNLOAD_BYTES": "5 parsecs"}),
+        ("env-max-download-huge", {"VAPI_AGENT_MAX_DOWNLOAD_BYTES": "2TiB"}),
         ("env-profile-unknown", {"VAPI_AGENT_PROFILE": "nosuch"}),
         ("env-server-unknown", {"VAPI_AGENT_SERVER": "nosuch"}),
         ("env-mcp-config-missing", {"VAPI_AGENT_MCP_CONFIG": "/nonexistent/servers.json"}),
@@ -208,6 +245,7 @@ def _settings_cases() -> list[Bad]:
         ("config-profile-bad-value", "[profiles.p]\nconcurrency = 0\n"),
         ("config-profile-bad-key", '[profiles.p]\ncolour = "red"\n'), ("config-unknown-table", "[weird]\na = 1\n"),
         ("config-deep", "a = " + DEEP_JSON + "\n"), ("config-max-message", 'max_message_bytes = "huge"\n'),
+        ("config-max-download-bool", "max_download_bytes = true\n"), ("config-write-dirs-number", "write_dirs = 5\n"),
         ("config-sandbox-options", "sandbox_options = 5\n"), ("config-date", "deadline = 2024-01-01\n"),
     ]
     cases = [Bad(f"flag-{name}", [*RUNS[i % len(RUNS)], *extra]) for i, (name, extra) in enumerate(flags)]
@@ -318,7 +356,12 @@ def _command_cases() -> list[Bad]:
         ("schedule-run-grace-nan", ["schedule", "run", "--grace", "nan"]),
         ("schedule-run-grace-neg", ["schedule", "run", "--grace", "-1"]),
         ("unknown-command", ["frobnicate"]), ("unknown-subcommand", ["campaign", "frobnicate"]),
-        ("group-without-command", ["tools"]),
+        # an output folder or file named, then a bad value: nothing may appear in the working directory
+        ("report-out-format", ["report", "--out", "out", "--format", "docx"]),
+        ("report-out-year-1", ["report", "--out", "out", "--from", "0001-01-01"]),
+        ("report-out-bad-setting", ["report", "--out", "out", "--deadline", "-1"]),
+        ("qa-out-last-zero", [*qa, "--out", "qa.md", "--last", "0"]),
+        ("qa-recordings-dir-since", [*qa, "--recordings", "all", "--recordings-dir", "recs", "--since", "lately"]),
     ]
     cases = [Bad(name, argv) for name, argv in rows]
     campaign = ["campaign", "create", "--name", "Spring", "--assistant", "Support", "--phone-number", "primary"]
@@ -353,13 +396,77 @@ def _command_cases() -> list[Bad]:
         ("write-fault-count-neg", ["--write-fault-count", "-1"]), ("unknown-flag", ["--frobnicate"]),
         ("tool-exposure", ["--tool-exposure", "some"]),
     ]
+    # with --json: refused as a whole (a foreground server has no envelope form), exit 2, one envelope
     cases += [Bad(f"sandbox-serve-{name}", ["sandbox", "serve", "--calls", "5", *extra] if name != "calls-negative"
-                  and name != "calls-huge" else ["sandbox", "serve", *extra], envelope=False)
+                  and name != "calls-huge" else ["sandbox", "serve", *extra])
               for name, extra in serve]
     return cases
 
 
 def _fleet_cases() -> list[Bad]:
+    """Fleet options and settings: a would-be Truto API at ``{api}`` with a token, so anything let through calls it."""
+    truto = {"TRUTO_API_TOKEN": "truto-test-token"}
+    api = ["--truto-api", "{api}"]
+    grade = ["fleet", "qa-grade", "--assistant", "Support", *api]
+    report = ["fleet", "report", *api]
+    rows: list[tuple[str, list[str], dict[str, str]]] = [
+        ("truto-api-ftp", ["fleet", "accounts", "--truto-api", "ftp://127.0.0.1/"], truto),
+        ("truto-api-port", ["fleet", "accounts", "--truto-api", "http://127.0.0.1:99999"], truto),
+        ("truto-api-crlf", ["fleet", "cleanup", "--truto-api", "{api}\r\nX: 1"], truto),
+        ("truto-api-words", ["fleet", "accounts", "--truto-api", "api.truto.one"], truto),
+        ("env-truto-api-file", ["fleet", "accounts"], {**truto, "VAPI_AGENT_TRUTO_API": "file:///etc/passwd"}),
+        ("env-truto-token-space", ["fleet", "accounts", *api], {"TRUTO_API_TOKEN": "tok en"}),
+        ("queue-url-mysql", [*grade, "--queue-url", "mysql://127.0.0.1/fleet"], truto),
+        ("queue-url-port", [*grade, "--queue-url", "postgresql://u:secret@127.0.0.1:99999/db"], truto),
+        ("queue-url-lf", [*report, "--queue-url", "postgresql://127.0.0.1/db\n"], truto),
+        ("env-queue-url-sqlite", ["fleet", "status", "fleet-x"], {"VAPI_AGENT_QUEUE_URL": "sqlite:///x.db"}),
+        ("status-queue-url-http", ["fleet", "status", "fleet-x", "--queue-url", "{api}"], {}),
+        ("status-interval-nan", ["fleet", "status", "fleet-x", "--interval", "nan"], {}),
+        ("resume-queue-url-word", ["fleet", "resume", "fleet-x", "--queue-url", "fleet"], {}),
+        ("worker-concurrency-zero", ["worker", "--concurrency", "0"], {}),
+        ("worker-queue-url-ftp", ["worker", "--queue-url", "ftp://127.0.0.1/q"], {}),
+        ("qa-last-zero", [*grade, "--last", "0"], truto), ("qa-threshold-nan", [*grade, "--threshold", "nan"], truto),
+        ("qa-since-overflow", [*grade, "--since", "99999999999d"], truto),
+        ("qa-recordings-weird", [*grade, "--recordings", "some"], truto),
+        ("qa-concurrency-zero", [*grade, "--concurrency", "0"], truto),
+        ("qa-sandbox-accounts-zero", ["fleet", "qa-grade", "--assistant", "Support", "--sandbox-accounts", "0"], {}),
+        ("qa-missing-assistant", ["fleet", "qa-grade", *api], truto),
+        ("report-from-year-1", [*report, "--from", "0001-01-01"], truto),
+        ("report-tz-mars", [*report, "--tz", "Mars/Olympus_Mons"], truto),
+        ("report-group-by", [*report, "--group-by", "colour"], truto),
+        ("report-format", [*report, "--format", "docx"], truto),
+        ("report-since-overflow", [*report, "--since", "99999999999d"], truto),
+        ("report-out-tz", [*report, "--out", "fleet-out", "--tz", "Mars/Olympus_Mons"], truto),
+        ("qa-out-threshold", [*grade, "--out", "fleet-out", "--threshold", "inf"], truto),
+        ("config-truto-api", ["fleet", "accounts"], truto),
+        ("config-queue-url", ["fleet", "status", "fleet-x"], {}),
+    ]
+    configs = {"config-truto-api": 'truto_api = "gopher://127.0.0.1/"\n',
+               "config-queue-url": 'queue_url = "redis://127.0.0.1/0"\n'}
+    cases = [Bad(f"fleet-{name}", argv, env=env, config=configs.get(name)) for name, argv, env in rows]
+    accounts: list[tuple[str, str | bytes | None, str]] = [
+        ("missing", None, "{in}/nope.toml"), ("directory", None, "{in}"), ("dev-zero", None, "/dev/zero"),
+        ("not-toml", "[[account]\nname = 1\n", "{in}/accounts.toml"),
+        ("not-utf8", b'[[account]]\nname = "\xff"\n', "{in}/accounts.toml"),
+        ("no-accounts", 'title = "x"\n', "{in}/accounts.toml"),
+        ("no-name", '[[account]]\nmcp_url = "{mcp}"\n', "{in}/accounts.toml"),
+        ("twice", '[[account]]\nname = "a"\nmcp_url = "{mcp}"\n[[account]]\nname = "a"\nmcp_url = "{mcp}"\n',
+         "{in}/accounts.toml"),
+        ("two-credentials", '[[account]]\nname = "a"\nmcp_url = "{mcp}"\nvapi_api_key = "k"\n', "{in}/accounts.toml"),
+        ("unknown-key", '[[account]]\nname = "a"\nmcp_url = "{mcp}"\ncolour = "red"\n', "{in}/accounts.toml"),
+        ("mcp-url-ftp", '[[account]]\nname = "a"\nmcp_url = "ftp://127.0.0.1/mcp"\n', "{in}/accounts.toml"),
+        ("mcp-url-port", '[[account]]\nname = "a"\nmcp_url = "http://127.0.0.1:99999/mcp"\n',
+         "{in}/accounts.toml"),
+        ("too-big", '[[account]]\nname = "a"\nmcp_url = "{mcp}"\n' + "# x\n" * 300_000, "{in}/accounts.toml"),
+    ]
+    for i, (name, text, where) in enumerate(accounts):
+        command = [["fleet", "accounts"], ["fleet", "qa-grade", "--assistant", "Support"], ["fleet", "report"]][i % 3]
+        cases.append(Bad(f"fleet-accounts-{name}", [*command, "--accounts", where],
+                         files={} if text is None else {"accounts.toml": text}))
+    return cases
+
+
+def _fleet_settings_cases() -> list[Bad]:
     """The fleet's settings (issue 16): the Truto API and its token, the queue's database URL, --concurrency.
 
     ``{api}`` is the counting server: were a bad value let through, its request would be counted.
@@ -389,15 +496,22 @@ def _fleet_cases() -> list[Bad]:
                                      "0"], {}, None),
         ("worker-queue-url", ["worker", "--queue-url", "http://{busy}"], {}, None),
     ]
-    return [Bad(f"fleet-{name}", argv, env=env, config=config) for name, argv, env, config in rows]
+    return [Bad(f"fleet-settings-{name}", argv, env=env, config=config) for name, argv, env, config in rows]
 
 
-CASES = _settings_cases() + _servers_file_cases() + _command_cases() + _fleet_cases()
+CASES = _settings_cases() + _servers_file_cases() + _command_cases() + _fleet_cases() + _fleet_settings_cases()
 
 
 def test_the_table_is_large_and_unique() -> None:
     assert len(CASES) >= 150
     assert len({case.id for case in CASES}) == len(CASES)
+    kinds = {"env": [c for c in CASES if c.env and not c.files and c.config is None],
+             "config file": [c for c in CASES if c.config is not None],
+             "mcpServers file": [c for c in CASES if c.id.startswith("mcp-config-")],
+             "CSV": [c for c in CASES if "--leads" in c.argv],
+             "URL": [c for c in CASES if "url" in c.id or "openai" in c.id or "truto-api" in c.id],
+             "fleet": [c for c in CASES if c.id.startswith("fleet-")]}
+    assert all(len(cases) >= 10 for cases in kinds.values()), {k: len(v) for k, v in kinds.items()}
 
 
 # ---------------------------------------------------------------- running one case
@@ -411,12 +525,17 @@ def _files_under(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
 
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under ``folder`` with its size and modification time."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
 @pytest.mark.parametrize("json_mode", [False, True], ids=["plain", "json"])
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_bad_input_is_refused_cleanly(case: Bad, json_mode: bool, servers: Servers, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
-    if json_mode and not case.envelope:
-        pytest.skip("sandbox serve is a foreground server: no envelope")
     inputs, work = tmp_path / "in", tmp_path / "work"
     inputs.mkdir()
     work.mkdir()
@@ -441,6 +560,8 @@ def test_bad_input_is_refused_cleanly(case: Bad, json_mode: bool, servers: Serve
     built: list[Any] = []
     monkeypatch.setattr("agent.runtime._build_sandbox", lambda settings: built.append(settings) or pytest.fail(
         "the embedded sandbox was built"))
+    monkeypatch.setattr("agent.runtime.build_sandbox_fleet", lambda *args: built.append(args) or pytest.fail(
+        "the embedded sandbox fleet was built"))
     import uvicorn
 
     async def never_serve(self: Any, sockets: Any = None) -> None:
@@ -452,18 +573,17 @@ def test_bad_input_is_refused_cleanly(case: Bad, json_mode: bool, servers: Serve
         argv = ["--json", *argv] if len(case.id) % 2 else [*argv, "--json"]
     traffic = servers.traffic()
     data_dir = Path(os.environ["VAPI_AGENT_DATA_DIR"])
-    data_before = _files_under(data_dir)
-
-    code = cli.main(argv)
+    config_dir = Path(os.environ["XDG_CONFIG_HOME"])
+    data_before, inputs_before, config_before = _files_under(data_dir), _snapshot(inputs), _snapshot(config_dir)
+    with pytest.MonkeyPatch.context() as guard:  # the guards are off again before the checks run
+        outbound = Outbound(guard)
+        code = cli.main(argv)
     out, err = capfd.readouterr()
 
     assert code == case.code, f"exit {code}\nstderr: {err}\nstdout: {out}"
-    if case.id == "group-without-command":  # a command group alone shows its help, as it always did
-        assert err.startswith("Usage: vapi-agent tools")
-    else:
-        lines = [line for line in err.splitlines() if line.strip()]
-        assert len(lines) == 1, err
-        assert lines[0].startswith("error: "), lines[0]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), lines[0]
     assert "Traceback" not in err and "internal error" not in err
     if json_mode or "--json=1" in argv:
         envelope = json.loads(out)  # exactly one JSON document: nothing else on stdout
@@ -472,9 +592,25 @@ def test_bad_input_is_refused_cleanly(case: Bad, json_mode: bool, servers: Serve
     else:
         assert out == ""
     assert servers.traffic() == traffic, "a request was sent"
+    assert outbound.seen == [], "a request was attempted"
     assert not built
     assert _files_under(work) == []
+    assert _snapshot(inputs) == inputs_before and _snapshot(config_dir) == config_before
     _only_refused_runs(data_dir, data_before)
+
+
+def test_the_guards_see_a_request(servers: Servers, monkeypatch: pytest.MonkeyPatch,
+                                  capfd: pytest.CaptureFixture[str]) -> None:
+    """The checks can fail: a good command line is seen by the counting servers and by the guards."""
+    monkeypatch.setenv("VAPI_AGENT_MCP_URL", servers.sandbox.mcp_url)
+    traffic = servers.traffic()
+    with pytest.MonkeyPatch.context() as guard:
+        outbound = Outbound(guard)
+        code = cli.main(["tools", "list"])
+    assert code == 3 and any(seen.startswith("connect ('127.0.0.1'") for seen in outbound.seen), outbound.seen
+    assert servers.traffic() == traffic  # refused by the guard before it reached the sandbox
+    assert cli.main(["--json", "tools", "list"]) == 0 and servers.traffic()[0] > traffic[0]
+    capfd.readouterr()
 
 
 def _only_refused_runs(data_dir: Path, before: list[str]) -> None:
@@ -514,3 +650,41 @@ def test_the_real_entry_point_refuses_the_same_way(args: list[str], env: dict[st
     else:
         assert done.stdout == ""
     assert servers.traffic() == traffic
+
+
+# ---------------------------------------------------------------- --json on the paths that are not errors
+@pytest.mark.parametrize("argv", [
+    ["--json", "--help"], ["-h", "--json"], ["tools", "list", "--help", "--json"], ["fleet", "--json", "-h"],
+    ["campaign", "create", "--json", "--help"],
+])
+def test_help_with_json_is_one_envelope(argv: list[str], capfd: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(argv)
+    out, err = capfd.readouterr()
+    envelope = json.loads(out)
+    assert code == 0 and envelope["status"] == "ok" and envelope["result"]["help"].startswith("Usage: vapi-agent")
+    assert err == ""
+
+
+def test_version_with_json_is_one_envelope(capfd: pytest.CaptureFixture[str]) -> None:
+    from agent import __version__
+
+    assert cli.main(["--version", "--json"]) == 0
+    assert json.loads(capfd.readouterr().out)["result"] == {"version": __version__}
+
+
+@pytest.mark.parametrize("argv", [["tools", "--json"], ["--json"], ["--json", "fleet"]])
+def test_a_group_alone_shows_its_help_on_stderr_and_one_envelope(argv: list[str],
+                                                                capfd: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(argv)
+    out, err = capfd.readouterr()
+    envelope = json.loads(out)
+    assert code == 2 and envelope["status"] == "error" and envelope["errors"][0]["code"] == "usage"
+    assert err.startswith("Usage: vapi-agent")
+
+
+def test_an_argument_that_looks_like_help_still_runs_the_command(capfd: pytest.CaptureFixture[str]) -> None:
+    # "-h" is the value of --args here: the command runs (and refuses it), its own envelope comes out
+    code = cli.main(["--json", "tools", "call", "x", "--args", "-h"])
+    out, _err = capfd.readouterr()
+    envelope = json.loads(out)
+    assert code == 2 and envelope["status"] == "error" and "help" not in envelope["result"]

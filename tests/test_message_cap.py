@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -131,6 +132,25 @@ def test_endless_answer_is_cut_at_the_configured_cap(endless: Any, mode: str, ca
     # What the client could hold is bounded by what the server could send before it hung up
     # (the cap plus socket buffers), far below the server's own safety stop.
     assert server.sent < 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize("mode", ["json", "sse"])
+def test_memory_stays_bounded_while_an_answer_never_ends(endless: Any, mode: str, capfd: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAPI_AGENT_MAX_MESSAGE_BYTES", str(1024 * 1024))
+    warm = endless("big-json", big=1000)  # first-time imports are not the answer's memory
+    assert cli.main(["--json", "tools", "list", "--mcp-url", warm.url]) == 0
+    server = endless(mode)
+    tracemalloc.start()
+    try:
+        code = cli.main(["tools", "list", "--mcp-url", server.url])
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    capfd.readouterr()
+    # Python's own allocations while the client read an endless answer: about twice the 1 MiB cap
+    # (measured ~2.3 MiB); without the cap they would reach the server's 256 MiB safety stop.
+    assert code == 3 and peak < 16 * 1024 * 1024, peak
 
 
 def test_default_cap_is_64_mib(endless: Any, capfd: pytest.CaptureFixture[str]) -> None:

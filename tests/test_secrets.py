@@ -6,7 +6,9 @@ installed ``vapi-agent`` (qa-grade with recordings and a report, calls recording
 call, a Vapi-kind server, an ``mcpServers`` file with three servers, a URL with userinfo and a
 query) at ``-vv --debug``, each with its own HOME / XDG / data / temp dirs, on success and on each
 failure path (a bad flag: exit 2; refused auth, a model error body quoting the secrets, a download
-over the size limit: exit 3; a write without approval: exit 5; a deadline: exit 6), and an answer
+over the size limit: exit 3; a rate limit beyond the wait budget: exit 4; a write without approval:
+exit 5; a deadline: exit 6; another run of the job holding its lock: exit 7; Ctrl-C mid-run: exit
+130), and an answer
 that quotes secrets printed by plain ``ask``. Then:
 
 - each sentinel DID reach its server: the servers' recorded request lines and headers say so (and
@@ -23,8 +25,10 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -34,9 +38,11 @@ from typing import Any
 
 import pytest
 
+from agent.joblock import JOB_ENV, job_key, job_lock
+from agent.paths import STATE_DIR_ENV
 from sandbox.app import Sandbox
 from sandbox.serve import ServerThread
-from sandbox.world.config import SandboxConfig
+from sandbox.world.config import RateLimit, SandboxConfig
 from tests.openai_fake.server import ErrorReply, ScriptedOpenAI, ToolCall, Turn, serve_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +114,7 @@ class Run:
     model_url: str | None = None
     expect: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    interrupt_when: Callable[[], bool] | None = None  # then Ctrl-C (SIGINT) as soon as this holds
     done: subprocess.CompletedProcess[bytes] | None = None
 
 
@@ -125,8 +132,20 @@ def execute(run: Run, root: Path, secrets_env: dict[str, str]) -> Run:
                VAPI_AGENT_DATA_DIR=str(dirs["data"]), COLUMNS="200")
     if run.model_url:
         env["OPENAI_BASE_URL"] = run.model_url
-    run.done = subprocess.run([VAPI_AGENT, "-vv", "--debug", *run.argv], capture_output=True, env=env,
-                              cwd=dirs["work"], stdin=subprocess.DEVNULL, timeout=180)
+    argv = [VAPI_AGENT, "-vv", "--debug", *run.argv]
+    if run.interrupt_when is None:
+        run.done = subprocess.run(argv, capture_output=True, env=env, cwd=dirs["work"], stdin=subprocess.DEVNULL,
+                                  timeout=180)
+        return run
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=dirs["work"],
+                               stdin=subprocess.DEVNULL)
+    waited = 0.0
+    while not run.interrupt_when() and process.poll() is None and waited < 120:
+        time.sleep(0.05)  # polling the server's request log: the run's own requests say when it is mid-way
+        waited += 0.05
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=180)
+    run.done = subprocess.CompletedProcess(argv, process.returncode, out, err)
     return run
 
 
@@ -143,7 +162,7 @@ def finding_answer() -> Turn:
 
 # ---------------------------------------------------------------- the test
 def test_no_secret_leaks_at_the_most_verbose_level(
-    tmp_path: Path, recorded_sandbox: Callable[..., tuple[Sandbox, HeaderRecorder]],
+    tmp_path: Path, recorded_sandbox: Callable[..., tuple[Sandbox, HeaderRecorder]], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url_token, truto_token = sentinel("urltoken"), sentinel("truto")
     vapi_key, openai_key = sentinel("vapikey"), sentinel("sk")
@@ -151,6 +170,10 @@ def test_no_secret_leaks_at_the_most_verbose_level(
     all_secrets = [url_token, truto_token, vapi_key, openai_key, password, query_value, wrong_token]
 
     truto, truto_seen = recorded_sandbox(calls=40, token=url_token, require_api_token=truto_token)
+    # 2 MCP requests per 10 minutes: the third is refused with a reset far beyond the wait budget (exit 4)
+    limited, _ = recorded_sandbox(calls=5, token=url_token, require_api_token=truto_token,
+                                  rate_limit=RateLimit(2, 600.0))
+    slow, _ = recorded_sandbox(calls=40, token=url_token, require_api_token=truto_token, latency=0.5)
     vapi_like, vapi_seen = recorded_sandbox(calls=20, require_api_token=vapi_key)
     other, other_seen = recorded_sandbox(calls=20)
 
@@ -182,7 +205,11 @@ def test_no_secret_leaks_at_the_most_verbose_level(
 
     truto_url = ["--mcp-url", truto.mcp_url, "--mcp-kind", "truto"]
     root = tmp_path / "runs"
+    held_state = inputs / "state"  # where another run of the job "leak-check" holds its lock (exit 7)
+    monkeypatch.setenv(STATE_DIR_ENV, str(held_state))
+    monkeypatch.setenv(JOB_ENV, "leak-check")
     with ExitStack() as stack:
+        stack.enter_context(job_lock(job_key([]), label="qa-grade"))
         qa_url = stack.enter_context(serve_app(qa_seen)) + "/v1"
         ask_url = stack.enter_context(serve_app(ask_seen)) + "/v1"
         echo_url = stack.enter_context(serve_app(echo_seen)) + "/v1"
@@ -212,6 +239,12 @@ def test_no_secret_leaks_at_the_most_verbose_level(
             Run("unapproved", ["tools", "call", "create_a_vapi_squad", "--args", '{"name": "x", "members": []}',
                                *truto_url], expect=5),
             Run("deadline", ["--deadline", "0.01s", "qa-grade", "--assistant", "Support", *truto_url], expect=6),
+            Run("rate-limited", ["tools", "call", "list_all_vapi_calls", "--args", "{}", "--mcp-url", limited.mcp_url,
+                                 "--mcp-kind", "truto"], expect=4),
+            Run("locked", ["qa-grade", "--assistant", "Support", *truto_url], expect=7,
+                env={JOB_ENV: "leak-check", STATE_DIR_ENV: str(held_state)}),
+            Run("ctrl-c", ["qa-grade", "--assistant", "Support", "--mcp-url", slow.mcp_url, "--mcp-kind", "truto"],
+                expect=130, interrupt_when=lambda: any(e.rpc_method == "tools/call" for e in slow.log.entries("mcp"))),
         ]
         secrets_env = {"TRUTO_API_TOKEN": truto_token, "VAPI_API_KEY": vapi_key, "OPENAI_API_KEY": openai_key,
                        "TRUTO_MCP_URL": truto.mcp_url}
@@ -225,7 +258,8 @@ def test_no_secret_leaks_at_the_most_verbose_level(
         assert run.done.returncode == run.expect, f"{run.name}: {run.done.stderr.decode(errors='replace')[-3000:]}"
         assert b"DEBUG" in run.done.stderr or run.expect == 2, f"{run.name} did not log at debug level"
         # ask reports a model error as where it stopped; a bad setting is one line before any command runs
-        raised = run.expect not in (0, 2) and run.name != "model-error"
+        # and Ctrl-C is the user's own doing: one line, no traceback
+        raised = run.expect not in (0, 2, 130) and run.name != "model-error"
         assert (b"Traceback" in run.done.stderr) == raised, f"{run.name}: --debug shows a traceback of a failure"
     assert b"The two newest calls" in by_name["ask"].done.stdout  # type: ignore[union-attr]
     assert b"Your key is ***" in by_name["ask-echo"].done.stdout  # type: ignore[union-attr]

@@ -72,6 +72,22 @@ def test_secrets_are_never_shown_in_the_message(tmp_path: Path) -> None:
     assert "SENTINEL" not in caught.value.line() and "openai_api_key = ***" in caught.value.line()
 
 
+@pytest.mark.parametrize(("url", "reason"), [
+    ("mysql://u:SENTINEL-pw@h/fleet", "is not a postgresql:// URL"),
+    ("postgresql://u:SENTINEL-pw@h:99999/fleet", "port out of range"),
+    ("postgresql://u:SENTINEL-pw@[::1/fleet", "invalid ipv6 url"),
+    ("postgresql://u:SENTINEL-pw@h/fleet\n", "control character"),
+])
+def test_a_bad_queue_url_is_refused_without_its_password(tmp_path: Path, url: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"queue_url": url}, env={}, path=_config(tmp_path, ""))
+    line = caught.value.line()
+    assert line.startswith("setting queue_url = ") and "from --queue-url" in line and reason in line, line
+    assert "SENTINEL" not in line and "***@" in line
+    good = "postgresql://u:SENTINEL-pw@127.0.0.1:5432/fleet"
+    assert load_settings({"queue_url": good}, env={}, path=_config(tmp_path, "")).queue_url == good
+
+
 @pytest.mark.parametrize("url", ["ftp://h/x", "file:///etc/passwd", "http://h:99999/", "http://h:0/", "http://",
                                  "http://h/\r\n", "http://h /", "http://[::1/", "h/mcp"])
 def test_check_http_url_refuses(url: str) -> None:

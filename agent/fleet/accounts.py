@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.config import check_http_url
 from agent.errors import ConfigError
 
 SOURCES = ("truto", "file")
@@ -68,12 +69,7 @@ class Account:
 def load_accounts_file(path: str | Path) -> list[Account]:
     """The ``[[account]]`` tables of an accounts file; ``ConfigError`` naming the line's account on any problem."""
     file = Path(path).expanduser()
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read --accounts {file}: {exc.strerror or exc}", hint="check the path") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"--accounts {file} is not valid TOML: {exc}") from None
+    data = _read_toml(file, f"--accounts {file}")
     tables = data.get("account")
     if not isinstance(tables, list) or not tables:
         raise ConfigError(f"--accounts {file} has no [[account]] table", hint='add [[account]] with name = "..."')
@@ -103,6 +99,11 @@ def load_accounts_file(path: str | Path) -> list[Account]:
         value = table[field]
         if not isinstance(value, str):
             raise ConfigError(f"{where}: {field} must be a string")
+        if field == "mcp_url" and "${" not in value:  # a literal URL is checked now, not when its job connects
+            try:
+                check_http_url(value)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: mcp_url {exc}", hint="an http(s) MCP URL") from None
         tenant = table.get("tenant")
         accounts.append(Account(
             name=name, source="file", tenant=str(tenant) if tenant is not None else None,
@@ -131,10 +132,7 @@ def file_credential(account: Account, env: Mapping[str, str] | None = None) -> s
 
 
 def _table_of(path: str, name: str) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read the accounts file {path}: {exc}") from None
+    data = _read_toml(Path(path), f"the accounts file {path}")
     for table in data.get("account", []):
         if isinstance(table, dict) and table.get("name") == name:
             return table
@@ -158,3 +156,19 @@ def filter_accounts(accounts: list[Account], *, tenant: str | None = None, statu
                               hint="`vapi-agent fleet accounts` lists them")
         out = [a for a in out if a.name in wanted]
     return out
+
+
+def _read_toml(file: Path, what: str) -> dict[str, Any]:
+    """The parsed TOML of ``file`` (at most 1 MiB read: ``/dev/zero`` is refused, not read forever)."""
+    from agent.files import read_small_text
+
+    try:
+        text = read_small_text(file, what)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"cannot read {what}: {exc.strerror}", hint="check the path") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} nests too deeply to be an accounts file") from None

@@ -28,7 +28,6 @@ from agent.redact import redact, register_secret
 VAPI_HOSTED_MCP = "https://mcp.vapi.ai/mcp"
 TRUTO_HOST = "api.truto.one"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-MAX_SERVERS_FILE_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -163,18 +162,15 @@ def _globs(value: Globs) -> tuple[str, ...]:
 
 def _read_servers_file(path: str) -> ServersFile:
     """Read and type-check an ``mcpServers`` file; every problem is one ConfigError naming the file."""
+    from agent.files import read_small_text
+
     where = f"--mcp-config {path}"
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_SERVERS_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {where}: {exc.strerror or exc}", hint="check the path") from None
-    if len(raw) > MAX_SERVERS_FILE_BYTES:
-        raise ConfigError(f"{where} is larger than 1 MiB", hint="is it the right file?")
+        text = read_small_text(path, where)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"cannot read {where}: {exc.strerror}", hint="check the path") from None
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{where} is not UTF-8 text") from None
+        data = json.loads(text)
     except RecursionError:
         raise ConfigError(f"{where} nests too deeply to be an mcpServers file") from None
     except ValueError as exc:

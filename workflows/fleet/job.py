@@ -26,6 +26,18 @@ from agent.fleet.source import FleetSource, connect_settings, needs_minting
 WORKFLOWS = ("qa-grade", "report")
 
 
+def check_params(workflow: str, params: dict[str, Any]) -> None:
+    """The workflow's options, validated as each job will read them: ``ConfigError`` (exit 2) before any job."""
+    if workflow == "qa-grade":
+        from workflows.qa import grade
+
+        grade.QAParams(**{**params, "recordings_dir": ".", "out": None}).validate()
+    elif workflow == "report":
+        from workflows.report.params import ReportParams
+
+        ReportParams(**{**params, "out": None}).validate()
+
+
 @dataclass
 class JobEnvironment:
     """What jobs of this process run with (in memory only): settings, the source, the run store."""

@@ -17,7 +17,7 @@ from typing import Any
 from agent.config import Settings
 from agent.errors import ConfigError
 from workflows.fleet.durable import RunInfo, engine, job_args, new_run_id, read_run
-from workflows.fleet.job import WORKFLOWS, JobEnvironment
+from workflows.fleet.job import WORKFLOWS, JobEnvironment, check_params
 from workflows.fleet.render import write_files
 from workflows.fleet.result import FleetResult
 
@@ -46,6 +46,7 @@ class FleetParams:
             raise ConfigError(f"unknown fleet workflow {self.workflow!r}", hint=f"one of {', '.join(WORKFLOWS)}")
         if self.concurrency < 1:
             raise ConfigError(f"--concurrency must be at least 1 (got {self.concurrency})")
+        check_params(self.workflow, self.params)
 
 
 def _store() -> Any:

@@ -113,7 +113,11 @@ async def _latest_ended_calls(rt: Runtime, assistant_id: str, last: int, since: 
     if since is not None:
         created_ge = datetime.fromtimestamp(rt.clock(), tz=UTC) - parse_duration(since, option="--since")
     calls: list[dict[str, Any]] = []
-    async for call in rt.vapi.iter_calls(assistant_id=assistant_id, created_at_ge=created_ge):
+    # Pages no larger than what is kept: every call comes with its whole transcript, so a default
+    # 100-call page for ``--last 20`` would make the server send (and us decode) five times too much.
+    # More pages follow only when some of the newest calls have not ended.
+    page = min(last, rt.vapi.page_size)
+    async for call in rt.vapi.iter_calls(assistant_id=assistant_id, created_at_ge=created_ge, limit=page):
         if call.get("status") == "ended":
             calls.append(call)
             if len(calls) >= last:
