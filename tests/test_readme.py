@@ -86,6 +86,9 @@ def test_the_first_screen_has_two_commands() -> None:
     install_grade, install_test = (line.text for line in first)
     assert "pip install" in install_grade and "vapi-agent qa-grade --assistant Support" in install_grade
     assert "pip install -q -e '.[test]'" in install_test and "pytest" in install_test
+    # CI runs exactly the README's test command (after its own venv and tools)
+    test_command = install_test.split("&&")[-1].split("#")[0].strip()
+    assert test_command in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
 
 
 def test_every_readme_command_runs_on_the_embedded_sandbox(tmp_path: Path) -> None:
