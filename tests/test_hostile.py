@@ -8,31 +8,19 @@ loopback; the checks read the files on disk, the sandbox's request log and the b
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-import cli
 from sandbox.app import Sandbox
 from sandbox.world.config import HOSTILE_ASSISTANT_NAME, HOSTILE_CALL_ID
+from tests.test_campaign import Runner, runner_for
 
 # Anything a terminal would obey: ESC, BEL, the other C0 controls but tab/newline, DEL, C1.
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-@dataclass
-class Run:
-    """One command's exit code and output."""
-
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture
@@ -43,22 +31,12 @@ def hostile(serve_sandbox: Callable[..., Sandbox]) -> Sandbox:
 
 @pytest.fixture
 def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], hostile: Sandbox,
-        tmp_path: Path) -> Callable[..., Run]:
+        tmp_path: Path) -> Runner:
     """``vapi-agent <argv>`` headless against the hostile sandbox, from ``tmp_path/work``."""
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-
-    def invoke(*argv: str) -> Run:
-        monkeypatch.setenv("VAPI_AGENT_MCP_URL", hostile.mcp_url)
-        monkeypatch.setenv("VAPI_AGENT_MCP_KIND", "sandbox")
-        monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-        capsys.readouterr()
-        code = cli.main(list(argv))
-        out, err = capsys.readouterr()
-        return Run(code, out, err)
-
-    return invoke
+    return runner_for(monkeypatch, capsys, hostile)
 
 
 def test_the_knob_plants_both(hostile: Sandbox) -> None:
@@ -69,12 +47,12 @@ def test_the_knob_plants_both(hostile: Sandbox) -> None:
     assert HOSTILE_ASSISTANT_NAME in [a["name"] for a in hostile.workspace.list_objects("assistants")]
 
 
-def test_a_call_id_that_escapes_the_folder_is_refused_for_that_call_only(run: Callable[..., Run], hostile: Sandbox,
+def test_a_call_id_that_escapes_the_folder_is_refused_for_that_call_only(run: Runner, hostile: Sandbox,
                                                                          tmp_path: Path) -> None:
     done = run("qa-grade", "--assistant", "Support", "--last", "4", "--recordings", "all", "--recordings-dir", "rec",
                "--threshold", "101", "--json")
-    assert done.code == 0, done.err
-    envelope = json.loads(done.out)
+    assert done.code == 0, done.stderr
+    envelope = json.loads(done.stdout)
     assert envelope["status"] == "partial"
     calls = envelope["result"]["calls"]
     assert len(calls) == 4 and calls[0]["id"] == HOSTILE_CALL_ID  # the run went on past it
@@ -92,13 +70,13 @@ def test_a_call_id_that_escapes_the_folder_is_refused_for_that_call_only(run: Ca
     assert HOSTILE_CALL_ID not in json.dumps(asked) and len(asked) == len(calls) - 1
 
 
-def test_calls_recording_refuses_a_default_name_from_an_unsafe_id(run: Callable[..., Run], tmp_path: Path) -> None:
+def test_calls_recording_refuses_a_default_name_from_an_unsafe_id(run: Runner, tmp_path: Path) -> None:
     done = run("calls", "recording", HOSTILE_CALL_ID)
-    assert done.code == 2 and "--out FILE" in done.err and len(done.err.strip().splitlines()) == 1
+    assert done.code == 2 and "--out FILE" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
-def test_control_codes_in_server_text_never_reach_the_terminal(run: Callable[..., Run], hostile: Sandbox) -> None:
+def test_control_codes_in_server_text_never_reach_the_terminal(run: Runner, hostile: Sandbox) -> None:
     evil = next(a for a in hostile.workspace.list_objects("assistants") if a["name"] == HOSTILE_ASSISTANT_NAME)
     runs = {
         "error line": run("qa-grade", "--assistant", "qqqqqqqq"),  # the hint lists the assistants' names
@@ -106,12 +84,12 @@ def test_control_codes_in_server_text_never_reach_the_terminal(run: Callable[...
         "tools call": run("tools", "call", "list_all_vapi_assistants", "--args", "{}"),
         "json": run("calls", "list", "--assistant", evil["id"], "--json"),
     }
-    assert runs["error line"].code == 2 and "Evil" in runs["error line"].err
-    assert len(runs["error line"].err.strip().splitlines()) == 1
-    assert runs["table"].code == 0 and "Evil" in runs["table"].out
+    assert runs["error line"].code == 2 and "Evil" in runs["error line"].stderr
+    assert len(runs["error line"].stderr.strip().splitlines()) == 1
+    assert runs["table"].code == 0 and "Evil" in runs["table"].stdout
     assert all(done.code in (0, 2) for done in runs.values())
     for what, done in runs.items():
-        for stream in (done.out, done.err):
+        for stream in (done.stdout, done.stderr):
             assert not CONTROL.search(stream), (what, stream[:500])
     # Data is not lost on the way: the JSON still holds the name exactly (escaped, as JSON does).
-    assert json.loads(runs["json"].out)["result"]["assistant"]["name"] == HOSTILE_ASSISTANT_NAME
+    assert json.loads(runs["json"].stdout)["result"]["assistant"]["name"] == HOSTILE_ASSISTANT_NAME
