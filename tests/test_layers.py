@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("cli", "workflows", "agent", "sandbox")
 
 # Patterns: "x.*" is the module x and everything under it; "x" is exactly that module.
-# The library's foundation: small modules every part of agent/ may use (errors, settings, secrets,
+# The library's foundation: small modules every part of agent/ may use (errors, settings, secrets, JSON,
 # paths, time, files, counters, the access policy, terminal-safe text). They import only each other.
 AGENT_FOUNDATION = {"agent", "agent.errors", "agent.redact", "agent.paths", "agent.timeparse", "agent.files",
                     "agent.display", "agent.usage", "agent.policy", "agent.config", "agent.inflight",
-                    "agent.tls", "agent.terminal", "agent.console"}
+                    "agent.tls", "agent.terminal", "agent.console", "agent.jsontext"}
 
 # Where each part may import from; a module belongs to the longest part that prefixes it, and a part
 # may always import from itself.

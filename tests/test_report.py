@@ -197,6 +197,46 @@ async def test_auto_falls_back_to_the_calls_when_analytics_fails(sandbox: Sandbo
         await _report(sandbox, since="7d", as_of=AS_OF, source="analytics")
 
 
+def test_time_slices_cover_the_window_once_at_whole_seconds() -> None:
+    from workflows.report.data import time_slices
+
+    start = datetime(2025, 3, 30, 0, 0, 0, 250000, tzinfo=UTC)
+    for length in (timedelta(days=7), timedelta(seconds=3), timedelta(seconds=1), timedelta(milliseconds=500)):
+        slices = time_slices(start, start + length)
+        assert slices[0][0] == start and slices[-1][1] == start + length
+        assert all(a[1] == b[0] for a, b in zip(slices, slices[1:], strict=False))  # contiguous: no gap, no overlap
+        assert all(lo < hi for lo, hi in slices)
+        assert all((hi - start).total_seconds() % 1 == 0 for _lo, hi in slices[:-1])
+    assert len(time_slices(start, start + timedelta(days=7))) == 2
+    assert len(time_slices(start, start + timedelta(milliseconds=500))) == 1
+
+
+async def test_a_failing_slice_fails_the_report_with_its_error_and_stops_the_others(
+        sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slices are read at once; one failing (here the newest half) is the report's error, not a group of
+    errors, and the other slices stop with it (nothing keeps paging after the report failed)."""
+    from agent.errors import UpstreamError
+    from agent.vapi import VapiFacade
+
+    real = VapiFacade.iter_call_pages
+    listed: list[str] = []
+    finished: list[str] = []
+
+    async def failing(self: VapiFacade, *, created_at_ge: Any = None, created_at_lt: Any = None) -> Any:
+        listed.append(str(created_at_ge))
+        if created_at_lt == ANCHOR:
+            raise UpstreamError("calls.list answered 502")
+        async for page in real(self, created_at_ge=created_at_ge, created_at_lt=created_at_lt):
+            yield page
+        finished.append(str(created_at_ge))
+
+    monkeypatch.setattr(VapiFacade, "iter_call_pages", failing)
+    with pytest.raises(UpstreamError, match="502"):
+        await _report(sandbox, since="7d", as_of=AS_OF, source="calls")
+    assert len(listed) == 4  # each period in halves, all four started
+    assert len(finished) < 3
+
+
 # ---------------------------------------------------------------- files
 class _Page(HTMLParser):
     def __init__(self) -> None:

@@ -35,9 +35,10 @@ import contextvars
 import functools
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from agent.errors import AgentError, AmbiguousWrite, CircuitOpen, RateLimited, ToolError, UpstreamError
 from agent.mcp.decode import ToolOutput, decode_result, error_from_status
@@ -319,6 +320,7 @@ class Connection:
 
     def _transport_target(self, stack: AsyncExitStack) -> Any:
         from mcp import StdioServerParameters
+        from mcp.client.stdio import stdio_client
 
         spec = self.spec
         if spec.transport in ("sandbox", "memory"):
@@ -327,7 +329,8 @@ class Connection:
             return self._server_object
         if spec.transport == "stdio":
             assert spec.command is not None
-            return StdioServerParameters(command=spec.command, args=spec.args, env=spec.env or None, cwd=spec.cwd)
+            params = StdioServerParameters(command=spec.command, args=spec.args, env=spec.env or None, cwd=spec.cwd)
+            return stdio_client(params, errlog=_server_stderr())
         assert spec.url is not None
         if spec.transport == "sse":
             from mcp.client.sse import sse_client
@@ -602,3 +605,15 @@ class Connection:
             lambda client: client.call_tool(name, arguments or {}, read_timeout_seconds=timeout),
             tool=name, is_write=is_write)
         return decode_result(name, result)
+
+
+def _server_stderr() -> TextIO:
+    """Where a stdio server's stderr goes: this process's stderr as it is now. The mcp SDK's default is
+    ``sys.stderr`` as it was when the SDK was first imported, which may be a stream closed since (a
+    test's capture): every later server then fails to start with "I/O operation on closed file". A
+    stream without a file descriptor (an in-memory capture) cannot be a child's stderr: fd 2 then."""
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.__stderr__ or sys.stderr
+    return sys.stderr

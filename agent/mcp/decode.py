@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent import jsontext
 from agent.errors import AgentError, RateLimited, ToolError, UpstreamError
 
 _VAPI_ERROR = re.compile(r"^Error:\s*Status code:\s*(\d{3})[ \t]*(?:\r?\n\s*Body:\s*(.*))?", re.DOTALL)
@@ -69,7 +69,7 @@ def _parse_json(text: str) -> Any:
     if not stripped or stripped[0] not in "[{":
         return None
     try:
-        return json.loads(stripped)
+        return jsontext.loads(stripped)
     except ValueError:
         return None
 

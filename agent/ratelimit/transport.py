@@ -60,6 +60,7 @@ from typing import Any
 
 import httpx2
 
+from agent import jsontext
 from agent.errors import CircuitOpen, RateLimited, unreachable_cause
 from agent.ratelimit.breaker import BreakerRegistry, CircuitBreaker
 from agent.ratelimit.governor import Clock, Governor, GovernorRegistry, display_name, upstream_key
@@ -397,7 +398,7 @@ async def _checked_answer(request: httpx2.Request, rpc_id: Any, response: httpx2
         await response.aclose()
     if content_type == "application/json":
         try:
-            parsed = json.loads(body)
+            parsed = jsontext.loads(body)
         except (ValueError, UnicodeDecodeError):
             parsed = None
         if _is_jsonrpc(parsed):
@@ -565,7 +566,7 @@ def _event_message(data: str) -> Any:
     if not data:
         return ""
     try:
-        parsed = json.loads(data)
+        parsed = jsontext.loads(data)
     except ValueError:
         return None
     return parsed if _is_jsonrpc(parsed) else None

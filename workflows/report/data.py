@@ -19,8 +19,9 @@ give the same tables by construction wherever both can answer.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -196,25 +197,31 @@ async def calls_cubes(rt: Runtime, window: Window, group_by: str, *,
                       progress: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cubes of this period and the previous one from one pass over the calls of both.
 
-    The next page is requested as soon as a page arrives, and the page is folded while the server
-    builds the next one: paging is bound by the server, so decoding and folding then cost no wall
-    time (bench/report measured the gap they made). At most three pages are held (one folded, one
-    queued, one arriving).
+    Paging one list is a chain of round trips, each waiting on the server, so the calls are read in
+    four time slices at once (each period in halves: ``time_slices``), and each page is folded while
+    the server builds the next ones (bench/report, 20,000 calls: one chain of pages 12.6-12.9 s, four
+    slices 10.5-10.8 s). Pages are folded in any order: the cube is a sum. At most ``3 + slices``
+    pages are held (one folded, two queued, one arriving per slice).
     """
     previous = window.previous()
     current_cube, previous_cube = CubeBuilder(window, group_by), CubeBuilder(previous, group_by)
     start_ms, split_ms, end_ms = (round(t.timestamp() * 1000) for t in (previous.start, window.start, window.end))
-    pages: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(maxsize=1)
+    pages: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(maxsize=2)
 
-    async def fetch() -> None:
-        async for page in rt.vapi.iter_call_pages(created_at_ge=previous.start, created_at_lt=window.end):
+    async def fetch(start: datetime, end: datetime) -> None:
+        async for page in rt.vapi.iter_call_pages(created_at_ge=start, created_at_lt=end):
             await pages.put(page)
+
+    async def fetch_all() -> None:
+        async with asyncio.TaskGroup() as slices:
+            for start, end in (*time_slices(previous.start, previous.end), *time_slices(window.start, window.end)):
+                slices.create_task(fetch(start, end))
         await pages.put(None)
 
     seen = 0
     try:
         async with asyncio.TaskGroup() as group:
-            group.create_task(fetch())
+            group.create_task(fetch_all())
             while (page := await pages.get()) is not None:
                 for call in page:
                     created = _ms(call["createdAt"])
@@ -227,8 +234,23 @@ async def calls_cubes(rt: Runtime, window: Window, group_by: str, *,
                     if progress is not None and seen % 500 == 0:
                         progress(seen)
     except BaseExceptionGroup as failed:
-        raise failed.exceptions[0] from None
+        raise _first_leaf(failed) from None
     return current_cube.frame(), previous_cube.frame()
+
+
+def time_slices(start: datetime, end: datetime, parts: int = 2) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` cut into ``parts`` half-open slices at whole seconds (so each bound is the same
+    string in both neighbouring requests: no call is read twice or missed); fewer when it is short."""
+    whole = int((end - start).total_seconds())
+    cuts = sorted({start + timedelta(seconds=whole * i // parts) for i in range(1, parts)} - {start})
+    bounds = [start, *cuts, end]
+    return list(itertools.pairwise(bounds))
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error of a (possibly nested) exception group: what a slice or the fold raised."""
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 # ---------------------------------------------------------------- labels
