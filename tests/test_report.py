@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -204,7 +205,7 @@ def test_time_slices_cover_the_window_once_at_whole_seconds() -> None:
     for length in (timedelta(days=7), timedelta(seconds=3), timedelta(seconds=1), timedelta(milliseconds=500)):
         slices = time_slices(start, start + length)
         assert slices[0][0] == start and slices[-1][1] == start + length
-        assert all(a[1] == b[0] for a, b in zip(slices, slices[1:], strict=False))  # contiguous: no gap, no overlap
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(slices))  # contiguous: no gap, no overlap
         assert all(lo < hi for lo, hi in slices)
         assert all((hi - start).total_seconds() % 1 == 0 for _lo, hi in slices[:-1])
     assert len(time_slices(start, start + timedelta(days=7))) == 2
