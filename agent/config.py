@@ -270,10 +270,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     from agent.files import read_small_text
 
     what, hint = f"config file {path}", "fix or remove the file"
-    try:
-        text = read_small_text(path, what, hint=hint)
-    except FileNotFoundError:
-        return {}
+    text = read_small_text(path, what, hint=hint, missing_ok=True)  # absent: empty, so {}
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -136,18 +136,19 @@ def _unwritable(option: str, given: str | Path, why: str, *, hint: str | None = 
     return ConfigError(f"{option} {given}: {why}", hint=hint or "choose a place you can write to")
 
 
-def read_small_text(path: str | Path, what: str, *, limit: int = SMALL_FILE_BYTES, hint: str = "") -> str:
-    """The UTF-8 text of ``path``, reading at most ``limit`` bytes; else one ``ConfigError`` about ``what``.
-
-    Raises ``FileNotFoundError`` for a missing file (callers decide whether that is fine), and
-    ``ConfigError`` for anything else: unreadable (a directory, no permission), larger than the cap
-    (``/dev/zero`` is refused after ``limit`` bytes), not UTF-8.
+def read_small_text(path: str | Path, what: str, *, limit: int = SMALL_FILE_BYTES, hint: str = "",
+                    missing_ok: bool = False) -> str:
+    """The UTF-8 text of ``path``, reading at most ``limit`` bytes; else one ``ConfigError`` about ``what``:
+    missing (unless ``missing_ok``: then it reads as empty text), unreadable (a directory, no
+    permission), larger than the cap (``/dev/zero`` is refused after ``limit`` bytes), not UTF-8.
     """
     try:
         with open(path, "rb") as handle:
             raw = handle.read(limit + 1)
     except FileNotFoundError:
-        raise
+        if missing_ok:
+            return ""
+        raise ConfigError(f"cannot read {what}: No such file or directory", hint=hint or "check the path") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {what}: {exc.strerror or exc}", hint=hint or "check the path") from None
     if len(raw) > limit:

@@ -162,10 +162,7 @@ def _read_toml(file: Path, what: str) -> dict[str, Any]:
     """The parsed TOML of ``file`` (at most 1 MiB read: ``/dev/zero`` is refused, not read forever)."""
     from agent.files import read_small_text
 
-    try:
-        text = read_small_text(file, what)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"cannot read {what}: {exc.strerror}", hint="check the path") from None
+    text = read_small_text(file, what)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

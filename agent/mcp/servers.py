@@ -165,10 +165,7 @@ def _read_servers_file(path: str) -> ServersFile:
     from agent.files import read_small_text
 
     where = f"--mcp-config {path}"
-    try:
-        text = read_small_text(path, where)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"cannot read {where}: {exc.strerror}", hint="check the path") from None
+    text = read_small_text(path, where)
     try:
         data = json.loads(text)
     except RecursionError:
