@@ -87,8 +87,12 @@ class _Validators:
 
 
 def check(served: ServedResponse) -> str | None:
-    """Validate one served response now (on this thread): a failure string, or None."""
-    return _validators.check(served)
+    """Validate one served response now (on this thread): a failure string, or None (a validator that
+    crashes is a failure to report too)."""
+    try:
+        return _validators.check(served)
+    except Exception as exc:
+        return f"validator crashed on {served.method} {served.route}: {exc!r}"
 
 
 def _types() -> Any:
@@ -256,10 +260,7 @@ def _work() -> None:
     while True:
         served = _queue.get()
         try:
-            failure = _validators.check(served)
-        except Exception as exc:  # a validator bug is a failure to report, not a dead worker
-            failure = f"validator crashed on {served.method} {served.route}: {exc!r}"
-        try:
+            failure = check(served)  # a validator bug is a failure to report, not a dead worker
             if failure is not None:
                 with _lock:
                     _failures.append(failure)
@@ -312,10 +313,7 @@ def take_logged_failures(path: Path) -> list[str]:
         except (ValueError, TypeError, KeyError) as exc:
             failures.append(f"{path.name} line {number} is not a served response: {exc}")
             continue
-        try:
-            failure = _validators.check(served)
-        except Exception as exc:
-            failure = f"validator crashed on {served.method} {served.route}: {exc!r}"
+        failure = check(served)
         if failure is not None:
             failures.append(f"(served by process {pid}) {failure}")
     return failures

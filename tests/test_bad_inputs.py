@@ -404,7 +404,8 @@ def _command_cases() -> list[Bad]:
 
 
 def _fleet_cases() -> list[Bad]:
-    """Fleet options and settings: a would-be Truto API at ``{api}`` with a token, so anything let through calls it."""
+    """Fleet options and settings: a would-be Truto API at ``{api}`` (the counting server) with a token, so
+    anything let through calls it and is counted."""
     truto = {"TRUTO_API_TOKEN": "truto-test-token"}
     api = ["--truto-api", "{api}"]
     grade = ["fleet", "qa-grade", "--assistant", "Support", *api]
@@ -444,6 +445,29 @@ def _fleet_cases() -> list[Bad]:
     configs = {"config-truto-api": 'truto_api = "gopher://127.0.0.1/"\n',
                "config-queue-url": 'queue_url = "redis://127.0.0.1/0"\n'}
     cases = [Bad(f"fleet-{name}", argv, env=env, config=configs.get(name)) for name, argv, env in rows]
+    # The fleet's settings (issue 16): the Truto API and its token, the queue's database URL, --concurrency.
+    settings: list[tuple[str, list[str], dict[str, str], str | None]] = [
+        ("concurrency-negative", [*report, "--concurrency", "-2"], truto, None),
+        ("concurrency-huge", [*grade, "--concurrency", "100000"], truto, None),
+        ("concurrency-word", [*grade, "--concurrency", "many"], truto, None),
+        ("concurrency-env", grade, {**truto, "VAPI_AGENT_FLEET_CONCURRENCY": "0"}, None),
+        ("concurrency-config", grade, truto, "fleet_concurrency = true\n"),
+        ("truto-api-ftp", ["fleet", "qa-grade", "--assistant", "Support", "--truto-api", "ftp://127.0.0.1/api"],
+         truto, None),
+        ("truto-api-crlf", ["fleet", "accounts", "--truto-api", "{api}\r\nX: 1"], truto, None),
+        ("truto-api-no-host", ["fleet", "cleanup", "--truto-api", "http:///api"], truto, None),
+        ("truto-api-env", ["fleet", "accounts"], {**truto, "VAPI_AGENT_TRUTO_API": "api.truto.one"}, None),
+        ("truto-token-newline", grade, {"TRUTO_API_TOKEN": "tok\nX-Evil: 1"}, None),
+        ("queue-url-mysql", [*grade, "--queue-url", "mysql://fleet@127.0.0.1/fleet"], truto, None),
+        ("queue-url-port", [*grade, "--queue-url", "postgresql://127.0.0.1:99999/fleet"], truto, None),
+        ("queue-url-env", grade, {**truto, "VAPI_AGENT_QUEUE_URL": "sqlite:///fleet.db"}, None),
+        ("queue-url-space", ["fleet", "status", "fleet-x", "--queue-url", "postgresql://h/fleet db"], {}, None),
+        ("resume-queue-url", ["fleet", "resume", "fleet-x", "--queue-url", "redis://127.0.0.1/0"], {}, None),
+        ("worker-concurrency-zero", ["worker", "--queue-url", "postgresql://127.0.0.1:{busy}/x", "--concurrency",
+                                     "0"], {}, None),
+        ("worker-queue-url", ["worker", "--queue-url", "http://{busy}"], {}, None),
+    ]
+    cases += [Bad(f"fleet-settings-{name}", argv, env=env, config=config) for name, argv, env, config in settings]
     accounts: list[tuple[str, str | bytes | None, str]] = [
         ("missing", None, "{in}/nope.toml"), ("directory", None, "{in}"), ("dev-zero", None, "/dev/zero"),
         ("not-toml", "[[account]\nname = 1\n", "{in}/accounts.toml"),
@@ -466,40 +490,7 @@ def _fleet_cases() -> list[Bad]:
     return cases
 
 
-def _fleet_settings_cases() -> list[Bad]:
-    """The fleet's settings (issue 16): the Truto API and its token, the queue's database URL, --concurrency.
-
-    ``{api}`` is the counting server: were a bad value let through, its request would be counted.
-    """
-    qa = ["fleet", "qa-grade", "--assistant", "Support"]
-    token = {"TRUTO_API_TOKEN": "truto-token-bad-inputs"}
-    api = ["--truto-api", "{api}"]
-    rows: list[tuple[str, list[str], dict[str, str], str | None]] = [
-        ("concurrency-zero", [*qa, *api, "--concurrency", "0"], token, None),
-        ("concurrency-negative", ["fleet", "report", *api, "--concurrency", "-2"], token, None),
-        ("concurrency-huge", [*qa, *api, "--concurrency", "100000"], token, None),
-        ("concurrency-word", [*qa, *api, "--concurrency", "many"], token, None),
-        ("concurrency-env", [*qa, *api], {**token, "VAPI_AGENT_FLEET_CONCURRENCY": "0"}, None),
-        ("concurrency-config", [*qa, *api], token, "fleet_concurrency = true\n"),
-        ("truto-api-ftp", [*qa, "--truto-api", "ftp://127.0.0.1/api"], token, None),
-        ("truto-api-crlf", ["fleet", "accounts", "--truto-api", "{api}\r\nX: 1"], token, None),
-        ("truto-api-no-host", ["fleet", "cleanup", "--truto-api", "http:///api"], token, None),
-        ("truto-api-env", ["fleet", "accounts"], {**token, "VAPI_AGENT_TRUTO_API": "api.truto.one"}, None),
-        ("truto-token-space", ["fleet", "accounts", *api], {"TRUTO_API_TOKEN": "truto token"}, None),
-        ("truto-token-newline", [*qa, *api], {"TRUTO_API_TOKEN": "tok\nX-Evil: 1"}, None),
-        ("queue-url-mysql", [*qa, *api, "--queue-url", "mysql://fleet@127.0.0.1/fleet"], token, None),
-        ("queue-url-port", [*qa, *api, "--queue-url", "postgresql://127.0.0.1:99999/fleet"], token, None),
-        ("queue-url-env", [*qa, *api], {**token, "VAPI_AGENT_QUEUE_URL": "sqlite:///fleet.db"}, None),
-        ("queue-url-space", ["fleet", "status", "fleet-x", "--queue-url", "postgresql://h/fleet db"], {}, None),
-        ("resume-queue-url", ["fleet", "resume", "fleet-x", "--queue-url", "redis://127.0.0.1/0"], {}, None),
-        ("worker-concurrency-zero", ["worker", "--queue-url", "postgresql://127.0.0.1:{busy}/x", "--concurrency",
-                                     "0"], {}, None),
-        ("worker-queue-url", ["worker", "--queue-url", "http://{busy}"], {}, None),
-    ]
-    return [Bad(f"fleet-settings-{name}", argv, env=env, config=config) for name, argv, env, config in rows]
-
-
-CASES = _settings_cases() + _servers_file_cases() + _command_cases() + _fleet_cases() + _fleet_settings_cases()
+CASES = _settings_cases() + _servers_file_cases() + _command_cases() + _fleet_cases()
 
 
 def test_the_table_is_large_and_unique() -> None:

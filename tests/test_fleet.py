@@ -55,12 +55,12 @@ def check_against_ground_truth(sandbox: SandboxFleet, account_id: str, entry: di
     failing exactly where the generator's value of the graded metric is below the threshold."""
     from sandbox.world.groundtruth import ground_truth
 
-    truth = ground_truth(sandbox.sandbox_of(account_id).workspace, recordings="none")
+    workspace = sandbox.sandbox_of(account_id).workspace
+    truth = ground_truth(workspace, recordings="none")
     support = next(a for a in truth["assistants"].values() if a["name"] == "Support")
     newest = [cid for cid, call in support["calls"].items() if call["status"] == "ended"][:last]  # newest first
     graded = json.loads(Path(_file(entry, "qa-grade.json")).read_text())
     assert [c["id"] for c in graded["calls"]] == newest
-    workspace = sandbox.sandbox_of(account_id).workspace
     cards = {card["name"]: card["id"] for card in workspace.list_objects("scorecards")}
     metric = graded["metric"]  # a scorecard (its normalised score) or a structured output (its value)
     values = [support["calls"][cid]["scores"][cards[metric]] if metric in cards
@@ -293,9 +293,11 @@ def test_fleet_report_every_account_ok_is_exit_0(tmp_path: Path) -> None:
     """`fleet report --status active`: every account succeeds (status ok, exit 0); each account's call volume
     and minutes are its own calls' (the generator's ground truth) in the window."""
     from sandbox.world.groundtruth import ground_truth
+    from sandbox.world.ids import parse_iso
 
     sandbox = build(accounts=4, calls=60)
-    anchor = ground_truth(sandbox.sandbox_of(sandbox.accounts[0].id).workspace, recordings="none")["anchor"]
+    truths = {a.id: ground_truth(sandbox.sandbox_of(a.id).workspace, recordings="none") for a in sandbox.accounts}
+    anchor = truths[sandbox.accounts[0].id]["anchor"]
     params = {"since": "7d", "as_of": anchor}
     body = fleet_cmd.fleet_run_body(dict(workflow="report", params=params, source={}, status="active", concurrency=2,
                                          out=str(tmp_path / "out")), sandbox=sandbox)
@@ -304,13 +306,12 @@ def test_fleet_report_every_account_ok_is_exit_0(tmp_path: Path) -> None:
     result = envelope["result"]
     active = [a for a in sandbox.accounts if a.status == "active"]
     assert sorted(e["account"] for e in result["accounts"]) == sorted(a.tenant_id for a in active)
-    end = datetime.fromisoformat(anchor.replace("Z", "+00:00")).timestamp()
+    end = parse_iso(anchor).timestamp()
     start = end - 7 * 86400
     for account in active:
         entry = next(e for e in result["accounts"] if e["account"] == account.tenant_id)
-        truth = ground_truth(sandbox.sandbox_of(account.id).workspace, recordings="none")
-        calls = [c for a in truth["assistants"].values() for c in a["calls"].values()
-                 if start <= datetime.fromisoformat(c["createdAt"].replace("Z", "+00:00")).timestamp() < end]
+        calls = [c for a in truths[account.id]["assistants"].values() for c in a["calls"].values()
+                 if start <= parse_iso(c["createdAt"]).timestamp() < end]
         assert entry["status"] == "ok" and entry["summary"]["calls"] == len(calls)
         assert entry["summary"]["minutes"] == pytest.approx(sum(c["duration_seconds"] or 0 for c in calls) / 60,
                                                             abs=1e-3)
