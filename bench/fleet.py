@@ -26,6 +26,7 @@ limit never binds and the run is bound by CPU. The reference is linear scaling o
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -41,17 +42,10 @@ import httpx2
 
 from bench import harness
 from bench.served import served_fleet
+from bench.windows import Window, rate
 
 TOKEN = "bench-truto-token"  # the served fleet's Truto API token (a local simulator: not a secret)
 CONTENDERS = ["in-process (SQLite)", "two workers (PostgreSQL)", "one account alone"]
-
-
-def fleet_log(url: str) -> list[dict[str, Any]]:
-    """The sandbox fleet's request log."""
-    response = httpx2.get(f"{url}/_sandbox/log", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
-    response.raise_for_status()
-    entries: list[dict[str, Any]] = response.json()
-    return entries
 
 
 def job_span(log: list[dict[str, Any]]) -> float:
@@ -112,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rounds = harness.check_rounds(args)
     accounts, concurrency = (6, 2) if args.quick else (args.accounts, args.concurrency)
-    window = float(args.limit.partition("/")[2])
+    _limit, seconds = rate(args.limit)
     result = harness.Result("fleet", args.quick, rounds)
     scenario = harness.Scenario(
         f"fleet qa-grade: {accounts} accounts x 20 calls",
@@ -128,19 +122,17 @@ def main(argv: list[str] | None = None) -> int:
 
     with served_fleet(accounts, TOKEN, "--calls", str(args.calls), "--rate-limit", args.limit) as url, \
             tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp, postgres_cluster() as queue:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAPI_", "OPENAI_", "TRUTO_"))}
-        env.update({"TRUTO_API_TOKEN": TOKEN, "XDG_CONFIG_HOME": str(Path(tmp) / "config")})
+        env = harness.clean_env(TRUTO_API_TOKEN=TOKEN, XDG_CONFIG_HOME=str(Path(tmp) / "config"))
         first = httpx2.get(f"{url}/integrated-account", params={"status": "active", "limit": 1},
                            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).json()["results"][0]
         base = ["fleet", "qa-grade", "--assistant", "Support", "--last", "20", "--recordings", "none",
                 "--truto-api", url]
-        samples = iter(range(1_000_000))
+        samples = itertools.count()
+        window = Window(url, seconds, transport=None, token=TOKEN)  # every account's window fresh
         with workers(queue, max(1, concurrency // 2), env, Path(tmp)):
 
             def measure(name: str, _round: int) -> dict[str, float]:
-                last = max((e["t_end"] for e in fleet_log(url)), default=0.0)
-                time.sleep(max(0.0, last + window + 0.2 - time.time()))  # every account's window fresh
-                epoch = time.time()
+                epoch = window.fresh()
                 home = {"VAPI_AGENT_DATA_DIR": str(Path(tmp) / f"run-{next(samples)}")}
                 argv = [*base, "--concurrency", str(concurrency)]
                 if name == CONTENDERS[1]:
@@ -149,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                     argv = [*base, "--concurrency", "1", "--account", first["tenant_id"]]
                 wall, envelope, peak = run_cli(argv, {**env, **home})
                 totals = envelope["result"]["totals"]
-                span = job_span([e for e in fleet_log(url) if e["t_start"] >= epoch])
+                span = job_span(window.since(epoch))
                 return {"span_s": span, "command_wall_s": wall, "peak_rss_mib": peak,
                         "accounts_ok": totals["ok"] + totals["partial"], "accounts_failed": totals["error"]}
 

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -239,6 +240,25 @@ def markdown(document: Mapping[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- helpers for clients in their own process
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the user's vapi-agent settings and credentials (``VAPI_*``,
+    ``OPENAI_*``, ``TRUTO_*``), plus ``extra``: no user configuration influences a measurement."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAPI_", "OPENAI_", "TRUTO_"))}
+    return {**env, **extra}
+
+
+def cli_command() -> list[str]:
+    """The installed ``vapi-agent`` console script (next to this interpreter, else on PATH).
+
+    Falls back to running the module the script would run, when the project is not installed.
+    """
+    beside = Path(sys.executable).with_name("vapi-agent")
+    found = str(beside) if beside.exists() else shutil.which("vapi-agent")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "import sys, cli; sys.exit(cli.main())"]
+
+
 def child(module: str, *argv: str, env: Mapping[str, str] | None = None, timeout: float = 3600) -> dict[str, Any]:
     """Run ``python -m <module> <argv>`` (a benchmark's client mode); its last stdout line, parsed as JSON."""
     done = subprocess.run([sys.executable, "-m", module, *argv], cwd=ROOT, capture_output=True, text=True,

@@ -37,19 +37,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from agent.model import ModelTurn, ToolCall
 from bench import harness, minimal, tokens
-from bench.served import request_log, served_sandbox
+from bench.served import served_sandbox
+from bench.windows import Window, ideal_seconds, log_figures, rate
 
 ASSISTANT = "Support"
 TASK = ("Pull the last {n} completed calls of our Support assistant, check their scores, and for every call "
@@ -66,7 +66,6 @@ class CountingModel:
     name: str = "scripted-counting"
     requests: int = 0
     input_tokens: int = 0
-    per_request: list[int] = field(default_factory=list)
 
     async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, *,
                        on_token: Any = None, response_format: dict[str, Any] | None = None) -> ModelTurn:
@@ -74,7 +73,6 @@ class CountingModel:
         count = tokens.request_tokens(messages, tools, response_format)
         self.requests += 1
         self.input_tokens += count
-        self.per_request.append(count)
         turn: ModelTurn = self.script(messages, tools, response_format)
         turn.input_tokens = count
         return turn
@@ -218,11 +216,10 @@ class Setup:
 def rate_scenario(setup: Setup, metric: str | None, rounds: int,
                   tmp: Path) -> tuple[harness.Scenario, minimal.QAPlan]:
     """(a): ours under the rate limit, ``rounds`` times; the ideal from the minimal requests (the plan)."""
-    count, _, seconds = setup.limit.partition("/")
-    limit, window = int(count), float(seconds)
+    limit, seconds = rate(setup.limit)
     with served_sandbox(*setup.serve_options()) as (url, origin):
         plan = minimal.qa_plan(origin, ASSISTANT, setup.last, metric, setup.anchor.strftime("%Y-%m-%dT%H:%M:%SZ"))
-        ideal = max(0, math.ceil(plan.requests / limit) - 1) * window
+        ideal = ideal_seconds(plan.requests, limit, seconds)
         scenario = harness.Scenario(
             f"(a) rate limit: {setup.last} calls graded on {plan.metric}",
             workload={"assistant": ASSISTANT, "last": setup.last, "metric": plan.metric, "graded": len(plan.graded),
@@ -232,18 +229,18 @@ def rate_scenario(setup: Setup, metric: str | None, rounds: int,
             columns={"wall_over_ideal": "wall / ideal", "wall_s": "wall s", "requests_sent": "requests sent",
                      "requests_429": "429s"})
         flags = {"mcp_url": url, "mcp_kind": "sandbox", "concurrency": setup.concurrency}
+        window = Window(origin, seconds)
 
         def measure(_name: str, index: int) -> dict[str, float]:
-            last_seen = max((e["t_end"] for e in request_log(origin)), default=0.0)
-            time.sleep(max(0.0, last_seen + window + 0.2 - time.time()))  # a fresh window
-            epoch, began = time.time(), time.monotonic()
+            epoch = window.fresh()
+            began = time.monotonic()
             result, _model = asyncio.run(run_pipeline(flags, None, setup.last, metric, str(tmp / f"rec-{index}")))
             wall = time.monotonic() - began
             check_against_plan(result, plan)
-            posts = [e for e in request_log(origin) if e["method"] == "POST" and e["t_start"] >= epoch]
+            figures = log_figures(window.posts_since(epoch), wall, ideal, seconds)
             saved = sum(1 for c in result.calls if c["recording"])
-            return {"wall_s": wall, "wall_over_ideal": wall / ideal if ideal else 0.0, "requests_sent": len(posts),
-                    "requests_429": sum(1 for e in posts if e["status"] == 429), "recordings_saved": saved}
+            return {**{k: figures[k] for k in ("wall_s", "wall_over_ideal", "requests_sent", "requests_429")},
+                    "recordings_saved": saved}
 
         return scenario.run(rounds, measure), plan
 

@@ -46,8 +46,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -63,7 +61,8 @@ import httpx2
 
 from bench import harness, minimal
 from bench.minimal import HANDSHAKE
-from bench.served import request_log, rest_get, served_sandbox
+from bench.served import rest_get, served_sandbox
+from bench.windows import Window, ideal_seconds, log_figures, rate
 
 TOOL = "get_single_vapi_call_by_id"
 ATTEMPTS = 8  # per request, for every contender: ours is RetryConfig.max_attempts
@@ -213,56 +212,6 @@ def warm_imports() -> None:
         importlib.import_module(module)
 
 
-# ---------------------------------------------------------------- figures from the sandbox's log
-def windows(posts: list[dict[str, Any]], length: float) -> list[list[dict[str, Any]]]:
-    """Replay the sandbox's limiter: a window opens with the first POST at or after the last one ended."""
-    out: list[list[dict[str, Any]]] = []
-    end = -math.inf
-    for entry in sorted(posts, key=lambda e: e["t_start"]):
-        if entry["t_start"] >= end:
-            end = entry["t_start"] + length
-            out.append([])
-        out[-1].append(entry)
-    return out
-
-
-def ideal_seconds(requests: int, limit: int, window: float) -> float:
-    """The earliest the last of ``requests`` can be sent under N per W: (ceil(requests / N) - 1) x W."""
-    return max(0, math.ceil(requests / limit) - 1) * window
-
-
-def log_figures(posts: list[dict[str, Any]], wall: float, ideal: float, window: float) -> dict[str, float]:
-    """A sample's figures from its POSTs (the sandbox's log) and the wall time the client measured."""
-    refused = sum(1 for e in posts if e["status"] == 429)
-    per_window = [sum(1 for e in w if e["status"] == 429) for w in windows(posts, window)]
-    return {"wall_s": wall, "wall_over_ideal": wall / ideal if ideal else 0.0, "requests_sent": len(posts),
-            "requests_429": refused, "429_per_window_mean": refused / len(per_window) if per_window else 0.0,
-            "429_per_window_max": max(per_window, default=0)}
-
-
-class Window:
-    """Waits out the limiter's window between samples, so every sample starts on a fresh window."""
-
-    def __init__(self, origin: str, seconds: float) -> None:
-        self.origin, self.seconds = origin, seconds
-
-    def fresh(self) -> float:
-        """Sleep until one window has passed since the last request on the MCP path; the epoch after."""
-        last = max((e["t_end"] for e in request_log(self.origin)), default=0.0)
-        time.sleep(max(0.0, last + self.seconds + 0.2 - time.time()))
-        return time.time()
-
-    def posts_since(self, epoch: float) -> list[dict[str, Any]]:
-        """The POSTs on the MCP path that arrived after ``epoch``."""
-        return [e for e in request_log(self.origin) if e["method"] == "POST" and e["t_start"] >= epoch]
-
-
-def rate(text: str) -> tuple[int, float]:
-    """``N/SECONDS`` -> (N, seconds)."""
-    count, _, seconds = text.partition("/")
-    return int(count), float(seconds)
-
-
 # ---------------------------------------------------------------- scenario 1: four clients, one workload
 def single(args: argparse.Namespace, rounds: int) -> harness.Scenario:
     """The four contenders on the same calls, interleaved; figures from the sandbox's log."""
@@ -325,11 +274,6 @@ def overlap_work(origin: str, quick: bool) -> OverlapWork:
     return OverlapWork(report, qa, minimal_report, minimal_qa)
 
 
-def _cli() -> list[str]:
-    beside = Path(sys.executable).with_name("vapi-agent")
-    return [str(beside)] if beside.exists() else [sys.executable, "-c", "import sys, cli; sys.exit(cli.main())"]
-
-
 def overlap(args: argparse.Namespace, rounds: int) -> harness.Scenario:
     """A cron report and an interactive qa-grade, two processes on one org: at once, and one after the other."""
     limit_text = "10/1" if args.quick else args.limit
@@ -353,15 +297,16 @@ def overlap(args: argparse.Namespace, rounds: int) -> harness.Scenario:
                            "one shared window: the default (agent/ratelimit/shared.py, one window per org for every "
                            "process on the machine); a governor each: VAPI_AGENT_SHARED_RATE_LIMITS=0"]
         window = Window(origin, seconds)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAPI_", "OPENAI_", "TRUTO_"))}
-        env.update({"VAPI_AGENT_MCP_URL": url, "VAPI_AGENT_DATA_DIR": str(Path(tmp) / "data"),
-                    "XDG_CONFIG_HOME": str(Path(tmp) / "config")})
+        env = harness.clean_env(VAPI_AGENT_MCP_URL=url, VAPI_AGENT_DATA_DIR=str(Path(tmp) / "data"),
+                                XDG_CONFIG_HOME=str(Path(tmp) / "config"))
+
+        cli = harness.cli_command()
 
         def start(which: str, sample: int, shared: bool = True) -> subprocess.Popen[bytes]:
             out = Path(tmp) / f"out-{sample}"
             argv = ([*work.report, "--out", str(out)] if which == "report"
                     else [*work.qa, "--recordings-dir", str(out / "rec"), "--fresh"])
-            return subprocess.Popen([*_cli(), *argv], env=env if shared else {**env, **NOT_SHARED}, cwd=tmp,
+            return subprocess.Popen([*cli, *argv], env=env if shared else {**env, **NOT_SHARED}, cwd=tmp,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         samples = iter(range(1_000_000))
@@ -410,8 +355,7 @@ def processes(args: argparse.Namespace, rounds: int) -> harness.Scenario:
         scenario.notes.append("combined wall: first request of any process to the last answer of any (the "
                               "sandbox's log); a governor each: VAPI_AGENT_SHARED_RATE_LIMITS=0")
         window = Window(origin, seconds)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAPI_", "OPENAI_", "TRUTO_"))}
-        env.update({"VAPI_AGENT_DATA_DIR": str(Path(tmp) / "data"), "PYTHONPATH": str(harness.ROOT)})
+        env = harness.clean_env(VAPI_AGENT_DATA_DIR=str(Path(tmp) / "data"), PYTHONPATH=str(harness.ROOT))
 
         def measure(name: str, _round: int) -> dict[str, float]:
             epoch = window.fresh()

@@ -83,9 +83,11 @@ def _wait_ready(url: str, headers: dict[str, str]) -> None:
     raise RuntimeError("the sandbox did not answer in time")
 
 
-def request_log(origin: str, transport: str = "mcp") -> list[dict[str, Any]]:
-    """The sandbox's own record of every request it received on one transport (``GET /_sandbox/log``)."""
-    response = httpx2.get(f"{origin}/_sandbox/log", params={"transport": transport}, headers=auth(), timeout=60)
+def request_log(origin: str, transport: str | None = "mcp", *, token: str = API_KEY) -> list[dict[str, Any]]:
+    """The sandbox's own record of every request it received on one transport (every transport: None)
+    (``GET /_sandbox/log``, with the REST key or a fleet's Truto API token)."""
+    response = httpx2.get(f"{origin}/_sandbox/log", params={"transport": transport} if transport else {},
+                          headers={"Authorization": f"Bearer {token}"}, timeout=60)
     response.raise_for_status()
     entries: list[dict[str, Any]] = response.json()
     return entries

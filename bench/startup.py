@@ -14,8 +14,6 @@ CI on a quiet machine.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -31,18 +29,6 @@ HEAVY = ("openai", "mcp", "pandas", "numpy", "httpx2", "httpx", "pydantic", "ric
          "tenacity", "jsonschema", "vapi", "phonenumbers", "sandbox", "workflows")
 
 
-def cli_command() -> list[str]:
-    """The installed ``vapi-agent`` console script (next to this interpreter, else on PATH).
-
-    Falls back to running the module the script would run, when the project is not installed.
-    """
-    beside = Path(sys.executable).with_name("vapi-agent")
-    found = str(beside) if beside.exists() else shutil.which("vapi-agent")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "import sys, cli; sys.exit(cli.main())"]
-
-
 def time_once(argv: Sequence[str]) -> float:
     """Wall-clock seconds of one run (output discarded; a failing command is an error)."""
     start = time.perf_counter()
@@ -52,19 +38,16 @@ def time_once(argv: Sequence[str]) -> float:
 
 
 def _quiet_env() -> dict[str, str]:
-    # No user configuration or credentials influence the measurement.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAPI_", "OPENAI_", "TRUTO_"))}
-    env["XDG_CONFIG_HOME"] = "/nonexistent-vapi-agent-bench"
-    return env
+    return harness.clean_env(XDG_CONFIG_HOME="/nonexistent-vapi-agent-bench")
 
 
 COMMANDS = {"python -c pass": lambda: [sys.executable, "-c", "pass"],
-            "vapi-agent --help": lambda: [*cli_command(), "--help"]}
+            "vapi-agent --help": lambda: [*harness.cli_command(), "--help"]}
 
 
 def heavy_imports() -> list[str]:
     """Heavy top-level packages that ``vapi-agent --help`` imports (``python -X importtime``)."""
-    script = cli_command()
+    script = harness.cli_command()
     argv = ([sys.executable, "-X", "importtime", script[0], "--help"] if len(script) == 1
             else [sys.executable, "-X", "importtime", *script[1:], "--help"])
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True, env=_quiet_env())

@@ -32,7 +32,7 @@ from typing import Any
 import httpx2
 
 from bench import harness
-from bench.served import auth, served_sandbox
+from bench.served import auth, rest_get, served_sandbox
 
 ANCHOR = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 
@@ -127,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     no_ideal = {"note": "none from the workload: MCP is compared with REST doing the same work"}
 
     with served_sandbox("--calls", str(calls), "--anchor", ANCHOR.isoformat()) as (url, origin):
-        listed = httpx2.get(f"{origin}/call", params={"limit": lookups}, headers=auth(), timeout=120).json()
-        ids = [c["id"] for c in listed]
+        ids = [c["id"] for c in rest_get(origin, "/call", limit=lookups)]
         asyncio.run(rest_lookups(origin, ids[:20], args.concurrency))  # warm both paths
         asyncio.run(mcp_lookups(url, ids[:20], args.concurrency))
 
