@@ -248,14 +248,9 @@ GARBLED = {"truncated JSON": '{"jsonrpc": "2.0", "id": 3, "result": {"content": 
 def garbling_sse() -> Iterator[tuple[dict[str, str], str]]:
     """A legacy HTTP+SSE server (the SDK's ``sse_app``) whose event stream carries ``garble["data"]``
     instead of each tool result; yields that dict and the ``/sse`` URL."""
-    import logging
+    from tests.mcp_support import quiet_mcp_server
 
-    from mcp.server import MCPServer
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    server = MCPServer("garbling", version="1.0")
-    root.handlers[:], root.level = handlers, level  # MCPServer configures root logging when nothing has
+    server = quiet_mcp_server("garbling")
 
     @server.tool()
     def get_echo(text: str) -> str:

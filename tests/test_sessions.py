@@ -249,19 +249,15 @@ async def test_a_legacy_sse_session_the_server_forgot_is_opened_again() -> None:
     """The HTTP+SSE transport keys its session by the ``session_id`` query parameter: a server that
     forgets one (restarted, expired) answers 404 to its POSTs. The client opens a new event stream
     and sends the refused request again; the tool ran once per call."""
-    import logging
 
-    from mcp.server import MCPServer
     from starlette.types import Receive, Scope, Send
 
     from agent.mcp.connection import Connection
     from agent.mcp.servers import ServerSpec
+    from tests.mcp_support import quiet_mcp_server
     from tests.openai_fake import serve_app
 
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    server = MCPServer("sse-forgetful", version="1.0")
-    root.handlers[:], root.level = handlers, level  # MCPServer configures root logging when nothing has
+    server = quiet_mcp_server("sse-forgetful")
     ran: list[str] = []
 
     @server.tool()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import json
-import logging
 import math
 import os
 import subprocess
@@ -68,13 +67,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 90) 
 @pytest.fixture
 def sse_server() -> Iterator[str]:
     """A legacy HTTP+SSE MCP server (the ``mcp`` SDK's ``sse_app``) on loopback; yields its ``/sse`` URL."""
-    from mcp.server import MCPServer
+    from tests.mcp_support import quiet_mcp_server
 
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    server = MCPServer("sse-demo", version="1.0")
-    # MCPServer configures root logging when nothing else has: undo that, other tests own logging.
-    root.handlers[:], root.level = handlers, level
+    server = quiet_mcp_server("sse-demo")
 
     @server.tool()
     def echo(text: str) -> str:
